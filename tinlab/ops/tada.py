@@ -1,0 +1,80 @@
+"""TAdaConv (v1): temporally adaptive 2D convolution (Huang et al., ICLR 2022).
+
+Each frame t of video b is convolved with its own calibrated kernel ``W[b, t] = alpha[b, t] * W``,
+where ``alpha`` (one factor per input channel) comes from a routing function over the local
+(per-frame) and global (whole-clip) context of the input. The base kernel ``W`` keeps the
+(C_out, C_in, k, k) shape and the name of the 2D convolution it replaces, so ImageNet weights load.
+All frames of all videos run as ONE grouped convolution (groups = B * T).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class RouteFunc(nn.Module):
+    """alpha = Conv1d_b(ReLU(BN(Conv1d_a(p + Conv_g(g))))) + 1, shape (B, C, T).
+
+    p is the spatial mean (B, C, T), g the mean over time and space (B, C, 1). Conv1d_b has no bias and
+    zero weights at initialisation, so alpha = 1: the calibration starts as the identity.
+    """
+
+    def __init__(self, channels: int, *, reduction: int = 4, kernel_sizes: tuple[int, int] = (3, 3)) -> None:
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.g = nn.Conv1d(channels, channels, 1)
+        self.a = nn.Conv1d(channels, hidden, kernel_sizes[0], padding=kernel_sizes[0] // 2)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.relu = nn.ReLU(inplace=True)
+        self.b = nn.Conv1d(hidden, channels, kernel_sizes[1], padding=kernel_sizes[1] // 2, bias=False)
+        nn.init.zeros_(self.b.weight)
+
+    def forward(self, x5: Tensor) -> Tensor:
+        p = x5.mean((3, 4)).transpose(1, 2)  # (B, C, T)
+        g = p.mean(2, keepdim=True)
+        return self.b(self.relu(self.bn(self.a(p + self.g(g))))) + 1
+
+
+class TAdaConv2d(nn.Module):
+    """A 2D convolution whose input-channel weights are recalibrated per frame.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding: as for ``nn.Conv2d`` (no bias).
+        num_segments: frames per clip T.
+
+    Example:
+        >>> conv = TAdaConv2d(16, 32, num_segments=8, stride=2)
+        >>> conv(torch.randn(2 * 8, 16, 14, 14)).shape
+        torch.Size([16, 32, 7, 7])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_segments: int, *, kernel_size: int = 3,
+                 stride: int = 1, padding: int | None = None, reduction: int = 4) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.num_segments, self.stride = num_segments, stride
+        self.padding = kernel_size // 2 if padding is None else padding
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default
+        self.route = RouteFunc(in_channels, reduction=reduction)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, num_segments={self.num_segments}, "
+                f"kernel_size={tuple(self.weight.shape[2:])}, stride={self.stride}, padding={self.padding}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        nt, c, h, w = x.shape
+        if c != self.in_channels or nt % self.num_segments:
+            raise ValueError(f"TAdaConv2d expects (N*T, {self.in_channels}, H, W) with T = "
+                             f"{self.num_segments} dividing the first dimension, got {tuple(x.shape)}")
+        b, t = nt // self.num_segments, self.num_segments
+        alpha = self.route(x.view(b, t, c, h, w))  # (B, C_in, T)
+        # (B*T*C_out, C_in, k, k): kernel of frame (b, t) = W scaled per input channel by alpha[b, :, t].
+        weight = self.weight.unsqueeze(0) * alpha.transpose(1, 2).reshape(nt, 1, c, 1, 1)
+        y = F.conv2d(x.reshape(1, nt * c, h, w), weight.reshape(nt * self.out_channels, c,
+                                                                  *self.weight.shape[2:]),
+                     stride=self.stride, padding=self.padding, groups=nt)
+        return y.view(nt, self.out_channels, *y.shape[2:])
