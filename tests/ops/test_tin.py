@@ -1,0 +1,136 @@
+"""tinlab.ops.tin: the official TIN module, its initialisation, ablation options and errors."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tinlab.ops import TemporalInterlace, create_temporal_op, interlace
+
+D = torch.float64
+
+
+def test_official_defaults_and_parameter_count():
+    c, t = 256, 8
+    op = create_temporal_op("tin", c, t)
+    assert (op.shift_div, op.groups, op.reverse, op.boundary, op.offset_range, op.attention) == \
+        (4, 2, True, "zero", 2.0, True)
+    fold = c // 4
+    # REFERENCE.md: with G = 2, TIN adds exactly 9*fold + T*T + 3*T + 5 parameters per block.
+    assert sum(p.numel() for p in op.parameters()) == 9 * fold + t * t + 3 * t + 5
+    assert op.offset_net.fc2.bias.detach().tolist() == pytest.approx([0.5108] * 2, abs=1e-4)
+    assert op.weight_net.conv.bias.abs().max() == 0
+
+
+def test_initial_offsets_and_weights():
+    op = TemporalInterlace(64, 8).double()
+    with torch.no_grad():  # isolate the bias: offsets exactly +0.5, weights exactly 1
+        op.offset_net.fc2.weight.zero_()
+        op.weight_net.conv.weight.zero_()
+    x = torch.randn(2 * 8, 64, 4, 4, dtype=D)
+    offsets, weights = op.offsets_and_weights(x)
+    torch.testing.assert_close(offsets, torch.tensor([[0.5, 0.5, -0.5, -0.5]] * 2, dtype=D))
+    torch.testing.assert_close(weights, torch.ones(2, 8, 4, dtype=D))
+
+
+def official_forward(op: TemporalInterlace, x: torch.Tensor) -> torch.Tensor:
+    """TIN's forward written out step by step from REFERENCE.md (independent of TemporalInterlace)."""
+    n = x.shape[0] // op.num_segments
+    t, c, fold = op.num_segments, op.channels, op.fold
+    x5 = x.view(n, t, c, *x.shape[2:])
+    desc = x5[:, :, :fold].mean((3, 4)).permute(0, 2, 1)
+    z = op.offset_net.fc2(torch.relu(op.offset_net.fc1(op.offset_net.conv(desc).view(n, t))))
+    o = 4 * (torch.sigmoid(z) - 0.5)
+    w = 2 * torch.sigmoid(op.weight_net.conv(desc)).permute(0, 2, 1)
+    o, w = torch.cat([o, -o], 1), torch.cat([w, w], 2)
+    out = x5.clone()
+    gsize = fold // 4
+    for g in range(4):
+        part = x5[:, :, g * gsize:(g + 1) * gsize]
+        for i in range(n):
+            f = int(torch.floor(o[i, g]))
+            lam = o[i, g] - f
+            for tt in range(t):
+                acc = torch.zeros_like(part[i, 0])
+                for src, coef in ((tt - f, 1 - lam), (tt - f - 1, lam)):
+                    if 0 <= src < t:
+                        acc = acc + coef * part[i, src]
+                out[i, tt, g * gsize:(g + 1) * gsize] = w[i, tt, g] * acc
+    return out.view_as(x)
+
+
+def test_forward_matches_step_by_step_official_semantics():
+    torch.manual_seed(0)
+    op = TemporalInterlace(32, 8).double()
+    with torch.no_grad():
+        op.offset_net.fc2.bias.uniform_(-3, 3)
+    x = torch.randn(3 * 8, 32, 3, 3, dtype=D)
+    torch.testing.assert_close(op(x), official_forward(op, x), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("groups, reverse", [(1, True), (2, False), (4, True), (4, False)])
+def test_ablation_groups_and_reverse(groups, reverse):
+    op = TemporalInterlace(64, 8, groups=groups, reverse=reverse)
+    x = torch.randn(16, 64, 3, 3)
+    offsets, weights = op.offsets_and_weights(x)
+    total = groups * (2 if reverse else 1)
+    assert offsets.shape == (2, total) and weights.shape == (2, 8, total)
+    if reverse:
+        torch.testing.assert_close(offsets[:, groups:], -offsets[:, :groups])
+        torch.testing.assert_close(weights[:, :, groups:], weights[:, :, :groups])
+    assert op(x).shape == x.shape
+    assert op.offset_net.fc2.out_features == groups and op.weight_net.conv.out_channels == groups
+
+
+def test_untouched_channels_and_attention_off_and_clamp():
+    x = torch.randn(16, 64, 3, 3, dtype=D)
+    op = TemporalInterlace(64, 8, attention=False, boundary="clamp").double()
+    assert op.weight_net is None
+    y = op(x)
+    assert torch.equal(y[:, 16:], x[:, 16:])  # 3/4 of the channels pass unchanged
+    offsets, weights = op.offsets_and_weights(x)
+    assert weights is None
+    expected = interlace(x.view(2, 8, 64, 3, 3)[:, :, :16], offsets, None, "clamp")
+    torch.testing.assert_close(y.view(2, 8, 64, 3, 3)[:, :, :16], expected)
+
+
+def test_offset_range_bounds_offsets():
+    op = TemporalInterlace(32, 8, offset_range=3.0)
+    with torch.no_grad():
+        op.offset_net.fc2.bias.fill_(50.0)
+    offsets, _ = op.offsets_and_weights(torch.randn(16, 32, 2, 2))
+    assert offsets[:, :2].max() <= 3.0 and offsets[:, :2].min() > 2.9
+    with torch.no_grad():
+        op.offset_net.fc2.weight.zero_()
+        op.offset_net.fc2.bias.copy_(torch.tensor([math.log(0.5 + 0.25 / 3) - math.log(0.5 - 0.25 / 3)] * 2))
+    offsets, _ = op.offsets_and_weights(torch.randn(16, 32, 2, 2))
+    torch.testing.assert_close(offsets[:, :2], torch.full((2, 2), 0.5))  # same +0.5 start for any range
+
+
+def test_record_keeps_device_tensors_only_when_asked():
+    op = TemporalInterlace(32, 8)
+    op(torch.randn(16, 32, 2, 2))
+    assert op.last_offsets is None
+    op.record = True
+    op(torch.randn(16, 32, 2, 2))
+    assert op.last_offsets.shape == (2, 2) and not op.last_offsets.requires_grad
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(channels=20, num_segments=8), "multiple of the 4 channel groups"),
+    (dict(channels=64, num_segments=8, groups=0), "groups"),
+    (dict(channels=64, num_segments=8, boundary="reflect"), "boundary"),
+    (dict(channels=64, num_segments=8, offset_range=0), "offset_range"),
+])
+def test_bad_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TemporalInterlace(**kwargs)
+
+
+def test_wrong_input_shape_names_expected_t():
+    op = TemporalInterlace(64, 8)
+    with pytest.raises(ValueError, match="T = 8"):
+        op(torch.randn(12, 64, 3, 3))
+    with pytest.raises(ValueError, match="64"):
+        op(torch.randn(16, 32, 3, 3))
