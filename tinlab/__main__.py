@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             modules[name] = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
+            if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
+                raise  # a missing dependency inside the module is a real error
             p.set_defaults(_missing=module)
             continue
         modules[name].add_arguments(p)
