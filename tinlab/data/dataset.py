@@ -1,0 +1,309 @@
+"""Frame-folder video datasets (TSN/TSM list-file convention), segment sampling and seeded loaders.
+
+On disk: ``ROOT/<frame_dir>/<video path>/<template.format(i)>`` for frames i = 1..num_frames, and list
+files with one line ``<video path> <num_frames> <label>`` per video.
+
+Segment sampling (TSN, Wang et al. 2016, sec. 3.2), in continuous time: a video of n frames spans
+[0, n), cut into T equal segments [i n/T, (i+1) n/T). Training takes a uniformly random time in each
+segment, testing its midpoint (or, with ``test_clips = K``, the points (i + (k + 0.5) / K) n/T for clip
+k), and the frame is the one covering that time, ``floor(time)``. For n >= T every segment holds at
+least one frame and the test indices equal TSM's ``int(n/T/2 + n/T*i)``. A video SHORTER than T
+(n < T) gets its frames repeated in order (n = 3, T = 8 -> frames 1 1 1 2 2 3 3 3 at test time); TSN
+and TSM code repeat frame 1 T times instead. TSN's training sampler uses ``n // T`` frames per segment
+and never samples the last ``n % T`` frames; here every frame can be drawn.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .synthetic import APPEARANCE_CLASSES, MOTION_CLASSES
+from .transforms import ClipTransform, Compose, ToTensor, build_transforms
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One line of a list file; ``source`` and ``line`` say where it came from, for error messages."""
+    path: str
+    num_frames: int
+    label: int
+    source: str = field(default="", compare=False)
+    line: int = field(default=0, compare=False)
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True)
+class DatasetPreset:
+    """Layout defaults of a dataset; every field can be overridden (``get_preset(name, flip=True)``)."""
+    template: str
+    train_list: str
+    val_list: str
+    flip: bool  # horizontal flip keeps labels valid (False where classes say "left"/"right")
+    num_classes: int | None
+    frame_dir: str = "frames"
+
+
+DATASET_PRESETS: dict[str, DatasetPreset] = {
+    # List names follow TSM's preparation scripts; frame_dir is where the extracted frames live.
+    "something-v1": DatasetPreset("{:05d}.jpg", "train_videofolder.txt", "val_videofolder.txt", False, 174),
+    "something-v2": DatasetPreset("{:06d}.jpg", "train_videofolder.txt", "val_videofolder.txt", False, 174),
+    "jester": DatasetPreset("{:05d}.jpg", "train_videofolder.txt", "val_videofolder.txt", False, 27),
+    "kinetics": DatasetPreset("img_{:05d}.jpg", "train_videofolder.txt", "val_videofolder.txt", True, 400),
+    "ucf101": DatasetPreset("img_{:05d}.jpg", "train_split1.txt", "val_split1.txt", True, 101),
+    "hmdb51": DatasetPreset("img_{:05d}.jpg", "train_split1.txt", "val_split1.txt", True, 51),
+    # Flipping swaps "left to right" and "right to left": never on synthetic-motion.
+    "synthetic-motion": DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", False, len(MOTION_CLASSES)),
+    "synthetic-appearance": DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", True,
+                                          len(APPEARANCE_CLASSES)),
+}
+
+
+def get_preset(name: str, **overrides: Any) -> DatasetPreset:
+    """The preset ``name`` with some fields replaced.
+
+    Example:
+        >>> get_preset("kinetics", num_classes=200).num_classes
+        200
+    """
+    if name not in DATASET_PRESETS:
+        raise KeyError(f"unknown dataset {name!r}; presets: {sorted(DATASET_PRESETS)}")
+    return replace(DATASET_PRESETS[name], **overrides)
+
+
+def parse_list_file(path: str | Path, num_classes: int | None = None) -> list[VideoRecord]:
+    """Read ``<video path> <num_frames> <label>`` lines (blank lines skipped); errors name file:line.
+
+    Example (reads a file)::
+
+        parse_list_file("data/synthetic-motion/val.txt", num_classes=12)[0]
+        # VideoRecord(path='val00000', num_frames=40, label=3, source='data/...', line=1)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"list file {path} does not exist")
+    records = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 3:
+            raise ValueError(f"{path}:{lineno}: expected '<video path> <num_frames> <label>', got {line!r}")
+        try:
+            num_frames, label = int(fields[1]), int(fields[2])
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: num_frames and label must be integers, "
+                             f"got {line!r}") from None
+        if num_frames < 1:
+            raise ValueError(f"{path}:{lineno}: num_frames must be >= 1, got {num_frames}")
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+            raise ValueError(f"{path}:{lineno}: label {label} outside {bound}")
+        records.append(VideoRecord(fields[0], num_frames, label, str(path), lineno))
+    if not records:
+        raise ValueError(f"list file {path} lists no videos")
+    return records
+
+
+def sample_indices(num_frames: int, num_segments: int, rng: np.random.Generator | None = None,
+                   num_clips: int = 1) -> np.ndarray:
+    """0-based frame indices, (num_clips, num_segments): random per segment if ``rng`` is given
+    (training; one clip), else segment midpoints (see the module docstring).
+
+    Example:
+        >>> sample_indices(16, 4)
+        array([[ 2,  6, 10, 14]])
+        >>> sample_indices(3, 8)
+        array([[0, 0, 0, 1, 1, 2, 2, 2]])
+    """
+    if num_frames < 1:
+        raise ValueError(f"cannot sample from a video of {num_frames} frames")
+    n, t = num_frames, num_segments
+    if rng is not None:
+        times = (np.arange(t) + rng.uniform(size=t)) * n / t
+        return np.minimum(np.floor(times).astype(np.int64), n - 1)[None]
+    # Exact integer form of floor((i + (k + 0.5) / K) * n / T).
+    i, k = np.arange(t)[None, :], np.arange(num_clips)[:, None]
+    return (2 * num_clips * i + 2 * k + 1) * n // (2 * num_clips * t)
+
+
+class VideoFrameDataset(Dataset):
+    """Videos stored as frame folders; ``dataset[i]`` is ``(clip, label)``.
+
+    ``list_file`` is relative to ``root`` (or absolute); frames are read from
+    ``root/frame_dir/<video path>/`` (``frame_dir=""`` when list paths are relative to ``root``, as in
+    TSM's Something-Something lists).
+
+    ``clip`` is float32 (T, 3, H, W) for one view. With several test views (``test_clips`` > 1 and/or
+    a transform ending in a :class:`~tinlab.data.transforms.MultiCrop`) it is (V, T, 3, H, W),
+    V = test_clips x crops, clip-major; a batch is then (N, V, T, 3, H, W): fold V into N for the model
+    and average the V scores per video. The randomness of item i (frames and augmentation) comes from
+    ``default_rng([seed, epoch, i])``: call :meth:`set_epoch` (or :func:`set_epoch` on the loader)
+    every epoch. ``transform(frames, rng)`` receives T PIL images; None means ToTensor + ImageNet
+    normalisation only.
+
+    Example (reads files)::
+
+        ds = VideoFrameDataset("data/synthetic-motion", "train.txt", num_segments=8,
+                               template="{:05d}.jpg", train=True,
+                               transform=build_transforms(True, 56, flip=False), num_classes=12)
+        clip, label = ds[0]  # clip: float32 (8, 3, 56, 56)
+    """
+
+    def __init__(self, root: str | Path, list_file: str | Path, *, num_segments: int, template: str,
+                 train: bool, transform: ClipTransform | None, num_classes: int | None = None,
+                 frame_dir: str = "frames", test_clips: int = 1, check_files: bool = False,
+                 seed: int = 0) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset folder {self.root} does not exist")
+        if num_segments < 1 or test_clips < 1 or (train and test_clips != 1):
+            raise ValueError(f"need num_segments >= 1 and test_clips >= 1 (1 when training), "
+                             f"got {num_segments}, {test_clips}")
+        self.list_file = self.root / list_file
+        self.frame_root = self.root / frame_dir
+        self.records = parse_list_file(self.list_file, num_classes)
+        self.num_segments, self.template, self.train = num_segments, template, train
+        self.transform = transform if transform is not None else Compose([ToTensor()])
+        self.num_classes, self.test_clips, self.seed, self.epoch = num_classes, test_clips, seed, 0
+        if check_files:
+            self.check_files()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random draws of epoch ``epoch`` (training only; testing is deterministic)."""
+        self.epoch = epoch
+
+    def frame_path(self, record: VideoRecord, index: int) -> Path:
+        """Path of 0-based frame ``index`` (file numbers are 1-based)."""
+        return self.frame_root / record.path / self.template.format(index + 1)
+
+    def check_files(self) -> None:
+        """Check that every listed frame exists (one directory listing per video)."""
+        for rec in self.records:
+            folder = self.frame_root / rec.path
+            present = set(p.name for p in folder.iterdir()) if folder.is_dir() else set()
+            for i in range(rec.num_frames):
+                if self.template.format(i + 1) not in present:
+                    raise FileNotFoundError(self._missing(rec, i))
+
+    def _missing(self, rec: VideoRecord, index: int) -> str:
+        return (f"missing frame {self.frame_path(rec, index)} of video {rec.path!r} listed with "
+                f"{rec.num_frames} frames at {rec.where}")
+
+    def indices(self, index: int) -> np.ndarray:
+        """0-based frame indices of item ``index``, (views, T), as :meth:`__getitem__` uses them."""
+        rec = self.records[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+        return sample_indices(rec.num_frames, self.num_segments, rng, self.test_clips)
+
+    def load_frame(self, rec: VideoRecord, index: int) -> Image.Image:
+        path = self.frame_path(rec, index)
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")  # decodes now, so a corrupt file fails here, by name
+        except FileNotFoundError:
+            raise FileNotFoundError(self._missing(rec, index)) from None
+        except (UnidentifiedImageError, OSError) as e:
+            raise OSError(f"corrupt or unreadable frame {path} (video listed at {rec.where}): {e}") from e
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        rec = self.records[index]
+        clips = self.indices(index)
+        cache = {i: self.load_frame(rec, int(i)) for i in np.unique(clips)}  # short videos repeat frames
+        # Test-time transforms are deterministic; training seeds them with the epoch like the sampling.
+        key = [self.seed, self.epoch, index, 1] if self.train else [self.seed, index, 1]
+        rng = np.random.default_rng(key)
+        views = []
+        for clip in clips:
+            out = self.transform([cache[i] for i in clip], rng)
+            views.append(out if out.dim() == 5 else out[None])
+        stacked = torch.cat(views)
+        return (stacked[0] if len(stacked) == 1 else stacked), rec.label
+
+
+def build_dataset(name: str, root: str | Path, *, split: str, num_segments: int, input_size: int,
+                  seed: int = 0, test_clips: int = 1, test_crops: int = 1, scale_size: int | None = None,
+                  check_files: bool = False, **overrides: Any) -> VideoFrameDataset:
+    """A dataset from a preset: ``split`` "train" (augmented) or "val"; ``overrides`` change preset fields.
+
+    Example (reads files)::
+
+        val = build_dataset("synthetic-motion", "data/synthetic-motion", split="val",
+                            num_segments=8, input_size=56)
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    preset = get_preset(name, **overrides)
+    train = split == "train"
+    transform = build_transforms(train, input_size, preset.flip, scale_size, test_crops=test_crops)
+    return VideoFrameDataset(root, preset.train_list if train else preset.val_list,
+                             num_segments=num_segments, template=preset.template, train=train,
+                             transform=transform, num_classes=preset.num_classes,
+                             frame_dir=preset.frame_dir, test_clips=test_clips,
+                             check_files=check_files, seed=seed)
+
+
+class EpochRandomSampler(Sampler[int]):
+    """A permutation drawn from (seed, epoch) alone, so a resumed run sees the same order."""
+
+    def __init__(self, length: int, seed: int = 0) -> None:
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.length).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker from the loader's generator; pass that on to numpy and random for any
+    # third-party code (our own transforms draw from the per-item rng instead).
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_dataloader(dataset: Dataset, batch_size: int, train: bool, num_workers: int = 0, seed: int = 0,
+                     pin_memory: bool | None = None) -> DataLoader:
+    """A loader whose batches depend only on (seed, epoch): shuffled with :class:`EpochRandomSampler`
+    and ``drop_last`` when training, in order otherwise. Call :func:`set_epoch` before each epoch.
+    Workers are not persistent, so they see the dataset's epoch as set before ``iter(loader)``.
+
+    Example::
+
+        loader = build_dataloader(train_set, batch_size=16, train=True, num_workers=2, seed=0)
+        for epoch in range(epochs):
+            set_epoch(loader, epoch)
+            for clips, labels in loader:  # clips (16, T, 3, H, W), labels (16,)
+                ...
+    """
+    sampler = EpochRandomSampler(len(dataset), seed) if train else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+                      num_workers=num_workers, drop_last=train, worker_init_fn=_seed_worker,
+                      generator=torch.Generator().manual_seed(seed), persistent_workers=False,
+                      pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory)
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Select epoch ``epoch`` in the loader's sampler and dataset (whichever have ``set_epoch``)."""
+    for part in (loader.sampler, loader.dataset):
+        setter: Callable[[int], None] | None = getattr(part, "set_epoch", None)
+        if setter is not None:
+            setter(epoch)

@@ -1,0 +1,492 @@
+"""Generated video datasets in the Something-Something V1 on-disk layout, deterministic by seed.
+
+``synthetic-motion`` is the temporal-sensitive analogue of Something-Something: its 12 classes form
+6 time-reversed twin pairs (left/right, down/up, grow/shrink, clockwise/anticlockwise, fade in/out, and
+"A flashes, then B moves" vs the reverse order, which needs long-range temporal modelling). The odd
+class of a pair is rendered as the even class's video with its frame order reversed, from the same
+random draws, so the (unordered) set of frames has the same distribution for both twins: a model
+without temporal interaction (TSN) cannot beat chance between them.
+
+``synthetic-appearance`` is the temporal-insensitive analogue of UCF101/Kinetics: class = shape x
+colour of the main object, the motion is random and the same distribution for every class.
+
+Layout written under ``root`` (see :func:`generate`)::
+
+    frames/<video_id>/00001.jpg ...   1-indexed, "{:05d}.jpg"
+    train.txt, val.txt                "<video_id> <num_frames> <label>" per line
+    classes.txt                       line i = name of label i
+    twins.json                        list: twins[i] = label of the time-reversed twin of i, or null
+    dataset.json                      parameters and provenance; written last: its presence = complete
+
+Every video draws from its own ``numpy.random.default_rng`` seeded with (seed, dataset, split, index),
+so a video does not depend on how many others are generated or on the number of worker processes.
+"""
+from __future__ import annotations
+
+import argparse
+import colorsys
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+# Bump whenever the pixels or files written for given parameters change: a dataset on disk with
+# another generator version is treated as generated with different parameters.
+GENERATOR_VERSION = 1
+FRAME_TEMPLATE = "{:05d}.jpg"
+JPEG_QUALITY = 90
+SPLITS = ("train", "val")
+
+MOTION_CLASSES = (
+    "moving_left_to_right", "moving_right_to_left",
+    "moving_top_to_bottom", "moving_bottom_to_top",
+    "growing", "shrinking",
+    "rotating_clockwise", "rotating_anticlockwise",
+    "fading_in", "fading_out",
+    "flash_then_move", "move_then_flash",
+)
+SHAPES = ("circle", "square", "triangle", "cross")
+COLOURS = {"red": 0.0, "green": 1 / 3, "blue": 2 / 3}  # hue centres
+APPEARANCE_CLASSES = tuple(f"{c}_{s}" for s in SHAPES for c in COLOURS)
+
+
+class DatasetExistsError(FileExistsError):
+    """``root`` holds something other than the dataset asked for (other parameters, or not ours)."""
+
+
+class InvalidParamsError(ValueError):
+    """Generation parameters out of range."""
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """Everything that determines the bytes of a generated dataset (recorded in dataset.json)."""
+    name: str
+    seed: int = 0
+    num_train: int = 384
+    num_val: int = 144
+    size: int = 64
+    min_frames: int = 24
+    max_frames: int = 64
+
+    def validate(self) -> None:
+        if self.name not in DATASETS:
+            raise InvalidParamsError(f"unknown synthetic dataset {self.name!r}; "
+                                     f"choose from {sorted(DATASETS)}")
+        if self.num_train < 1 or self.num_val < 1:
+            raise InvalidParamsError(f"num_train and num_val must be >= 1, "
+                                     f"got {self.num_train}, {self.num_val}")
+        if self.size < 16:
+            raise InvalidParamsError(f"size must be >= 16 pixels, got {self.size}")
+        if not 2 <= self.min_frames <= self.max_frames:
+            raise InvalidParamsError(f"need 2 <= min_frames <= max_frames, "
+                                     f"got {self.min_frames}, {self.max_frames}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering. Everything is vectorised over the T frames of a clip: per-frame object parameters are
+# arrays of length T and a frame is background + soft-edged objects + fresh pixel noise.
+
+@dataclass
+class _Object:
+    shape: str
+    cx: np.ndarray      # (T,) centre, pixels
+    cy: np.ndarray
+    r: np.ndarray       # (T,) size, pixels (radius of the circle of equal area)
+    theta: np.ndarray   # (T,) orientation, radians, clockwise on screen (y points down)
+    colour: np.ndarray  # (T, 3) or (3,) RGB in [0, 1]
+    alpha: np.ndarray   # (T,) opacity
+
+
+def _signed_distance(shape: str, u: np.ndarray, v: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Approximate signed distance (pixels, > 0 inside) in the object's frame; sizes give equal areas."""
+    if shape == "circle":
+        return r - np.hypot(u, v)
+    if shape == "cross":
+        arm, half = 1.15 * r, 0.42 * r
+        return np.maximum(np.minimum(arm - abs(u), half - abs(v)), np.minimum(half - abs(u), arm - abs(v)))
+    sides = {"square": 4, "triangle": 3}[shape]
+    apothem = r * np.sqrt(np.pi / (sides * np.tan(np.pi / sides)))  # regular polygon with area pi r^2
+    phases = 2 * np.pi * np.arange(sides) / sides
+    proj = np.stack([u * np.cos(p) + v * np.sin(p) for p in phases])  # edge normals: one vertex on -u
+    return apothem - proj.max(axis=0)
+
+
+def _composite(canvas: np.ndarray, obj: _Object) -> None:
+    """Blend ``obj`` into canvas (T, H, W, 3) in place; a marker dot makes rotations visible."""
+    # Only the box the object covers over the clip (every shape lies within 1.6 r of its centre);
+    # outside it the mask is exactly 0, so this is a pure speed-up.
+    reach = 1.6 * obj.r.max() + 1
+    size = canvas.shape[1]
+    box = lambda c: (int(np.clip(np.floor(c.min() - reach), 0, size)),
+                     int(np.clip(np.ceil(c.max() + reach), 0, size)))
+    (x0, x1), (y0, y1) = box(obj.cx), box(obj.cy)
+    canvas = canvas[:, y0:y1, x0:x1]
+    xs = np.arange(size, dtype=np.float32) + 0.5  # pixel centres
+    cx, cy, r, th = (a[:, None, None] for a in (obj.cx, obj.cy, obj.r, obj.theta))
+    dx, dy = xs[None, None, x0:x1] - cx, xs[None, y0:y1, None] - cy
+    cos, sin = np.cos(th), np.sin(th)
+    u, v = dx * cos + dy * sin, -dx * sin + dy * cos
+    alpha = obj.alpha[:, None, None, None]
+    colour = np.broadcast_to(obj.colour, (len(obj.cx), 3))[:, None, None, :]
+    mask = np.clip(_signed_distance(obj.shape, u, v, r) + 0.5, 0, 1)[..., None] * alpha
+    canvas += mask * (colour - canvas)
+    dot = np.clip(0.25 * r - np.hypot(u - 0.55 * r, v) + 0.5, 0, 1)[..., None] * alpha
+    canvas += dot * (0.25 * colour - canvas)
+
+
+def _colour(rng: np.random.Generator, hue: float | None = None, jitter: float = 0.0) -> np.ndarray:
+    h = rng.uniform() if hue is None else (hue + rng.uniform(-jitter, jitter)) % 1.0
+    return np.array(colorsys.hsv_to_rgb(h, rng.uniform(0.65, 1.0), rng.uniform(0.75, 1.0)), np.float32)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Static textured background: smooth random blobs plus fine grain, muted so objects stand out."""
+    k = int(rng.integers(3, 7))
+    coarse = Image.fromarray((rng.uniform(size=(k, k, 3)) * 255).astype(np.uint8))
+    smooth = np.asarray(coarse.resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255
+    smooth = 0.6 * smooth.mean(axis=2, keepdims=True) + 0.4 * smooth  # mostly grey, some colour
+    grain = rng.normal(0, 0.04, size=(size, size, 1)).astype(np.float32)
+    return 0.15 + 0.45 * smooth + grain
+
+
+def _ramp(rng: np.random.Generator, t: np.ndarray, start: tuple[float, float], end: tuple[float, float]
+          ) -> np.ndarray:
+    """Progress 0 -> 1 over a random window [s, e] of normalised time t in [0, 1], flat outside."""
+    s, e = rng.uniform(*start), rng.uniform(*end)
+    return np.clip((t - s) / (e - s), 0, 1).astype(np.float32)
+
+
+def _random_walk(rng: np.random.Generator, n: int, lo: float, hi: float, step: float) -> np.ndarray:
+    """Gaussian random walk reflected into [lo, hi], started uniformly: its time reversal has the same
+    distribution, so a distractor never tells twins apart."""
+    x = rng.uniform(lo, hi) + np.concatenate([[0.0], np.cumsum(rng.normal(0, step, n - 1))])
+    span = hi - lo
+    y = np.mod(x - lo, 2 * span)
+    return (lo + span - np.abs(y - span)).astype(np.float32)
+
+
+def _distractor(rng: np.random.Generator, n: int, size: int, grey: bool = False) -> _Object:
+    r = size * rng.uniform(0.05, 0.07)
+    colour = np.full(3, rng.uniform(0.6, 1.0), np.float32) if grey else _colour(rng)
+    return _Object(str(rng.choice(SHAPES)), _random_walk(rng, n, r, size - r, 0.03 * size),
+                   _random_walk(rng, n, r, size - r, 0.03 * size), np.full(n, r, np.float32),
+                   np.full(n, rng.uniform(0, 2 * np.pi), np.float32), colour, np.ones(n, np.float32))
+
+
+def _const(n: int, value: float) -> np.ndarray:
+    return np.full(n, value, np.float32)
+
+
+def _motion_objects(pair: int, rng: np.random.Generator, n: int, size: int) -> list[_Object]:
+    """Main object(s) of the FORWARD (even) class of twin pair ``pair`` for an n-frame clip."""
+    t = np.linspace(0, 1, n, dtype=np.float32)
+    shape, colour = str(rng.choice(SHAPES)), _colour(rng)
+    r = size * rng.uniform(0.1, 0.15)
+    theta = _const(n, rng.uniform(0, 2 * np.pi))
+    ones = np.ones(n, np.float32)
+    x, y = rng.uniform(r, size - r), rng.uniform(r, size - r)
+
+    def moving(axis: int) -> _Object:
+        # Travel 35-60% of the frame along the axis during a window covering most of the clip.
+        dist = size * rng.uniform(0.35, 0.6)
+        a0 = rng.uniform(r, max(r, size - r - dist))
+        p = a0 + dist * _ramp(rng, t, (0.0, 0.2), (0.8, 1.0))
+        other = _const(n, y if axis == 0 else x)
+        return _Object(shape, p, other, _const(n, r), theta, colour, ones) if axis == 0 else \
+            _Object(shape, other, p, _const(n, r), theta, colour, ones)
+
+    if pair in (0, 1):
+        return [moving(pair)]
+    if pair == 2:  # grow from r0 to 2-2.8 x r0 at a fixed place that fits the final size
+        r0 = size * rng.uniform(0.06, 0.09)
+        r1 = r0 * rng.uniform(2.0, 2.8)
+        cx, cy = rng.uniform(r1, size - r1), rng.uniform(r1, size - r1)
+        radius = r0 + (r1 - r0) * _ramp(rng, t, (0.0, 0.2), (0.8, 1.0))
+        return [_Object(shape, _const(n, cx), _const(n, cy), radius, theta, colour, ones)]
+    if pair == 3:  # turn clockwise by 135-270 degrees
+        turn = rng.uniform(0.75, 1.5) * np.pi * _ramp(rng, t, (0.0, 0.2), (0.8, 1.0))
+        return [_Object(shape, _const(n, x), _const(n, y), _const(n, r), theta + turn, colour, ones)]
+    if pair == 4:  # fade in
+        alpha = _ramp(rng, t, (0.05, 0.3), (0.7, 0.95))
+        return [_Object(shape, _const(n, x), _const(n, y), _const(n, r), theta, colour, alpha)]
+    if pair == 5:
+        # A flashes (turns white and swells) early in the clip, later B moves in a random direction.
+        # Each event alone is time-symmetric in distribution; only their ORDER tells the twins apart.
+        side = rng.permutation([0.25, 0.75])
+        ax, bx = side * size
+        ay, by = rng.uniform(r, size - r, 2)
+        flash = np.sin(np.pi * _ramp(rng, t, (0.05, 0.15), (0.35, 0.45))) ** 2
+        a_colour = colour + flash[:, None] * (0.95 - colour)
+        a = _Object(shape, _const(n, ax), _const(n, ay), r * (1 + 0.3 * flash), theta, a_colour, ones)
+        angle, dist = rng.uniform(0, 2 * np.pi), size * rng.uniform(0.2, 0.3)
+        move = dist * _ramp(rng, t, (0.55, 0.65), (0.85, 0.95))
+        b_shape, b_colour = str(rng.choice(SHAPES)), _colour(rng)
+        bx_t = np.clip(bx + np.cos(angle) * move, r, size - r)
+        by_t = np.clip(by + np.sin(angle) * move, r, size - r)
+        b = _Object(b_shape, bx_t, by_t, _const(n, r), _const(n, rng.uniform(0, 2 * np.pi)), b_colour, ones)
+        return [a, b]
+    raise ValueError(f"no twin pair {pair}")
+
+
+def _appearance_objects(label: int, rng: np.random.Generator, n: int, size: int) -> list[_Object]:
+    shape, hue = SHAPES[label // len(COLOURS)], list(COLOURS.values())[label % len(COLOURS)]
+    r = size * rng.uniform(0.12, 0.17)
+    # Bouncing straight-line motion and a random spin: the same distribution for every class.
+    x = rng.uniform(r, size - r) + np.arange(n) * size * rng.uniform(-0.025, 0.025)
+    y = rng.uniform(r, size - r) + np.arange(n) * size * rng.uniform(-0.025, 0.025)
+    span = size - 2 * r
+    bounce = lambda p: (r + span - np.abs(np.mod(p - r, 2 * span) - span)).astype(np.float32)
+    theta = rng.uniform(0, 2 * np.pi) + np.arange(n, dtype=np.float32) * rng.uniform(-0.15, 0.15)
+    return [_Object(shape, bounce(x), bounce(y), _const(n, r), theta.astype(np.float32),
+                    _colour(rng, hue, jitter=0.04), np.ones(n, np.float32))]
+
+
+def render_video(name: str, label: int, rng: np.random.Generator, num_frames: int, size: int) -> np.ndarray:
+    """Render one clip of class ``label`` as uint8 frames (T, size, size, 3).
+
+    In ``synthetic-motion`` the odd class of a twin pair consumes exactly the random draws of the even
+    class and returns its frames reversed.
+
+    Example:
+        >>> a = render_video("synthetic-motion", 0, np.random.default_rng(1), 12, 32)
+        >>> b = render_video("synthetic-motion", 1, np.random.default_rng(1), 12, 32)
+        >>> bool((a[::-1] == b).all()), a.shape
+        (True, (12, 32, 32, 3))
+    """
+    spec = DATASETS[name]
+    if not 0 <= label < len(spec.classes):
+        raise ValueError(f"label {label} outside [0, {len(spec.classes)}) for {name}")
+    canvas = np.repeat(_background(rng, size)[None], num_frames, axis=0)
+    if spec.twins[label] is not None:
+        objects = _motion_objects(label // 2, rng, num_frames, size)
+        objects.append(_distractor(rng, num_frames, size))
+    else:
+        objects = _appearance_objects(label, rng, num_frames, size)
+        objects.append(_distractor(rng, num_frames, size, grey=True))
+    for obj in objects:
+        _composite(canvas, obj)
+    canvas += rng.uniform(0.01, 0.03) * rng.standard_normal(canvas.shape, dtype=np.float32)
+    frames = np.clip(np.rint(canvas * 255), 0, 255).astype(np.uint8)
+    reverse = spec.twins[label] is not None and label % 2 == 1
+    return np.ascontiguousarray(frames[::-1]) if reverse else frames
+
+
+@dataclass(frozen=True)
+class _Spec:
+    classes: tuple[str, ...]
+    twins: tuple[int | None, ...]
+    index: int  # part of every seed, so the two datasets never share videos
+
+
+DATASETS: dict[str, _Spec] = {
+    "synthetic-motion": _Spec(MOTION_CLASSES, tuple(i ^ 1 for i in range(len(MOTION_CLASSES))), 0),
+    "synthetic-appearance": _Spec(APPEARANCE_CLASSES, (None,) * len(APPEARANCE_CLASSES), 1),
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Writing a dataset.
+
+def split_labels(p: SyntheticParams, split: str) -> np.ndarray:
+    """Labels of the videos of ``split``: balanced (class counts differ by at most one), shuffled."""
+    spec, s = DATASETS[p.name], SPLITS.index(split)
+    labels = np.arange(p.num_train if s == 0 else p.num_val) % len(spec.classes)
+    return np.random.default_rng([p.seed, spec.index, s, 0]).permutation(labels)
+
+
+def dataset_video(p: SyntheticParams, split: str, index: int) -> tuple[str, int, np.ndarray]:
+    """(video id, label, uint8 frames (T, H, W, 3)) of video ``index`` of ``split``, as generate writes it.
+
+    Example:
+        >>> vid, label, frames = dataset_video(SyntheticParams("synthetic-motion"), "val", 0)
+        >>> vid, frames.shape[1:]
+        ('val00000', (64, 64, 3))
+    """
+    label = int(split_labels(p, split)[index])
+    rng = np.random.default_rng([p.seed, DATASETS[p.name].index, SPLITS.index(split), 1, index])
+    num_frames = int(rng.integers(p.min_frames, p.max_frames + 1))
+    return f"{split}{index:05d}", label, render_video(p.name, label, rng, num_frames, p.size)
+
+
+def _write_video(job: tuple[SyntheticParams, str, int, str]) -> tuple[str, int, int]:
+    p, split, index, frames_dir = job
+    video_id, label, frames = dataset_video(p, split, index)
+    out = Path(frames_dir) / video_id
+    out.mkdir(parents=True)
+    for i, frame in enumerate(frames, start=1):
+        # 4:4:4 chroma: 4:2:0 would smear the colour of small objects, which is the class in
+        # synthetic-appearance.
+        Image.fromarray(frame).save(out / FRAME_TEMPLATE.format(i), "JPEG", quality=JPEG_QUALITY,
+                                    subsampling=0)
+    return video_id, len(frames), label
+
+
+def _read_manifest(root: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((root / "dataset.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise DatasetExistsError(f"{root / 'dataset.json'} is unreadable ({e}); pass overwrite=True "
+                                 f"(--overwrite) to regenerate") from e
+
+
+def _check_existing(root: Path, wanted: dict[str, Any]) -> bool:
+    """True if ``root`` already is the wanted dataset; False if it is free (missing or an empty folder)."""
+    if not root.exists():
+        return False
+    manifest = _read_manifest(root)
+    if manifest is None:
+        if root.is_dir() and not any(root.iterdir()):
+            return False
+        raise DatasetExistsError(f"{root} exists but is not a complete generated dataset (no dataset.json);"
+                                 f" pass overwrite=True (--overwrite) to replace it")
+    have = {**manifest.get("params", {}), "generator_version": manifest.get("generator_version")}
+    diff = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
+    if diff:
+        lines = ", ".join(f"{k}: on disk {a!r}, requested {b!r}" for k, (a, b) in diff.items())
+        raise DatasetExistsError(f"{root} holds a dataset generated with other parameters ({lines}); "
+                                 f"pass overwrite=True (--overwrite) to regenerate, or use another root")
+    return True
+
+
+def _manifest(p: SyntheticParams, counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    from tinlab import __version__
+    spec = DATASETS[p.name]
+    return {
+        "name": p.name, "params": asdict(p), "generator_version": GENERATOR_VERSION,
+        "tinlab_version": __version__, "generator": f"{__name__}.generate",
+        "layout": "something-v1", "frame_dir": "frames", "frame_template": FRAME_TEMPLATE,
+        "jpeg_quality": JPEG_QUALITY, "num_classes": len(spec.classes),
+        "splits": {s: {"list_file": f"{s}.txt", "videos": v, "frames": f} for s, (v, f) in counts.items()},
+        "classes": list(spec.classes), "twins": list(spec.twins),
+    }
+
+
+def generate(name: str, root: str | Path, *, seed: int = 0, num_train: int = 384, num_val: int = 144,
+             size: int = 64, min_frames: int = 24, max_frames: int = 64, overwrite: bool = False,
+             workers: int = 1) -> Path:
+    """Generate dataset ``name`` into ``root`` (atomically) and return ``root``.
+
+    Idempotent: if ``root`` is already this dataset (same parameters and generator version) it returns
+    at once. It raises :class:`DatasetExistsError` if ``root`` holds anything else, unless
+    ``overwrite``. Files are written into a temporary sibling folder that is renamed to ``root`` only
+    when complete (``dataset.json`` last), so a killed run leaves at most a ``.<name>.tmp-*`` sibling.
+    ``workers`` > 1 renders videos in parallel processes; the output does not depend on it.
+
+    Example (writes files)::
+
+        root = generate("synthetic-motion", "data/synthetic-motion")  # ~15 s, 93 MB
+        sorted(p.name for p in root.iterdir())
+        # ['classes.txt', 'dataset.json', 'frames', 'train.txt', 'twins.json', 'val.txt']
+    """
+    p = SyntheticParams(name, seed, num_train, num_val, size, min_frames, max_frames)
+    p.validate()
+    root = Path(root)
+    wanted = {**asdict(p), "generator_version": GENERATOR_VERSION}
+    if not overwrite and _check_existing(root, wanted):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); the dataset should not be
+        jobs = [(p, split, i, str(tmp / "frames"))
+                for split, count in zip(SPLITS, (num_train, num_val)) for i in range(count)]
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                rows = list(pool.map(_write_video, jobs, chunksize=8))
+        else:
+            rows = [_write_video(job) for job in jobs]
+        counts = {}
+        for split in SPLITS:
+            split_rows = [r for r, job in zip(rows, jobs) if job[1] == split]
+            (tmp / f"{split}.txt").write_text("".join(f"{v} {n} {lab}\n" for v, n, lab in split_rows))
+            counts[split] = (len(split_rows), sum(n for _, n, _ in split_rows))
+        spec = DATASETS[name]
+        (tmp / "classes.txt").write_text("".join(c + "\n" for c in spec.classes))
+        (tmp / "twins.json").write_text(json.dumps(list(spec.twins)) + "\n")
+        part = tmp / "dataset.json.part"
+        part.write_text(json.dumps(_manifest(p, counts), indent=2) + "\n")
+        os.replace(part, tmp / "dataset.json")
+        _install(tmp, root, wanted, overwrite)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return root
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _install(tmp: Path, root: Path, wanted: dict[str, Any], overwrite: bool) -> None:
+    """Rename the finished ``tmp`` to ``root``, moving any old ``root`` aside first if overwriting."""
+    old = None
+    if root.exists() and (overwrite or not any(root.iterdir())):
+        old = root.with_name(f".{root.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.rename(root, old)
+    try:
+        os.rename(tmp, root)
+    except OSError:
+        # Another process installed the same root meanwhile: fine if it is what we wanted.
+        if old is None and _check_existing(root, wanted):
+            return
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# CLI: ``python -m tinlab generate synthetic-motion --root data/synthetic-motion``.
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``generate`` sub-command's arguments to ``parser``.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(); add_arguments(parser)
+        >>> parser.parse_args(["synthetic-motion", "--num-train", "8"]).num_train
+        8
+    """
+    d = SyntheticParams("synthetic-motion")
+    parser.add_argument("name", choices=sorted(DATASETS), help="which generated dataset")
+    parser.add_argument("--root", type=Path, default=None, help="output folder (default: data/NAME)")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--num-train", type=int, default=d.num_train, help="training videos")
+    parser.add_argument("--num-val", type=int, default=d.num_val, help="validation videos")
+    parser.add_argument("--size", type=int, default=d.size, help="frame height = width, pixels")
+    parser.add_argument("--min-frames", type=int, default=d.min_frames)
+    parser.add_argument("--max-frames", type=int, default=d.max_frames)
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="rendering processes (does not change the output)")
+    parser.add_argument("--overwrite", action="store_true", help="replace ROOT if it holds anything else")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``generate`` sub-command; returns the process exit code (0 ok, 2 refused)."""
+    root = args.root if args.root is not None else Path("data") / args.name
+    params = SyntheticParams(args.name, args.seed, args.num_train, args.num_val, args.size,
+                             args.min_frames, args.max_frames)
+    start = time.perf_counter()
+    try:
+        generate(**asdict(params), root=root, overwrite=args.overwrite, workers=args.workers)
+    except (DatasetExistsError, InvalidParamsError) as e:  # user errors; anything else is a bug
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    manifest = json.loads((root / "dataset.json").read_text())
+    splits = ", ".join(f"{s} {v['videos']} videos / {v['frames']} frames"
+                       for s, v in manifest["splits"].items())
+    print(f"{args.name} ready at {root} ({manifest['num_classes']} classes; {splits}; "
+          f"{time.perf_counter() - start:.1f} s)")
+    return 0
