@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "equivalence": ("tinlab.measure.equivalence", "verify TIN == r-TCN forward and backward, write a CSV"),
     "complexity": ("tinlab.measure.complexity", "GFLOPs and parameters of every model at paper scale"),
     "generate": ("tinlab.data.synthetic", "generate a synthetic dataset in Something-Something layout"),
+    "train": ("tinlab.engine.train", "train a model from a YAML config (resumes from its checkpoint)"),
+    "evaluate": ("tinlab.engine.evaluate", "evaluate a trained run: top-1/top-5, per-class, twins, offsets"),
 }
 
 
