@@ -32,7 +32,7 @@ def test_temporal_ops_arithmetic_is_counted():
     assert cost["tsm"] == cost["tsn"]  # a shift moves data only
     assert cost["tin"] > cost["tsn"] and cost["rtcn"] > cost["tin"] and cost["tada"] > cost["tsn"]
     by_op = flop_analysis(tinlab.create_model("tin", num_segments=8, **SMALL), clip).by_operator()
-    assert by_op["blend_rows"] > 0 and by_op["mean"] > 0
+    assert by_op["interlace_frames"] > 0 and by_op["mean"] > 0
 
 
 def test_interlace_counts_two_multiply_adds_per_element():
@@ -42,7 +42,7 @@ def test_interlace_counts_two_multiply_adds_per_element():
 
     x, o, w = torch.randn(2, 8, 4, 5, 5), torch.rand(2, 2), torch.rand(2, 8, 2)
     analysis = FlopCountAnalysis(Op(), (x, o, w)).set_op_handle(**FLOP_HANDLES)
-    assert analysis.by_operator()["blend_rows"] == 2 * x.numel()
+    assert analysis.by_operator()["interlace_frames"] == 2 * x.numel()
 
 
 def test_parameters_tsn_equals_tsm_and_tin_adds_its_nets_exactly():

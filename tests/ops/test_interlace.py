@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tinlab.ops import TemporalShift, interlace, interlace_reference, rtcn
-from tinlab.ops.interlace import blend_rows
+from tinlab.ops.interlace import interlace_coefficients, interlace_frames
 
 D = torch.float64
 
@@ -156,11 +156,11 @@ def test_backward_keeps_no_shifted_copy_of_the_input():
 
 
 def test_custom_op_registration_is_consistent():
-    x = torch.randn(12, 5, dtype=D, requires_grad=True)
-    idx0, idx1 = torch.tensor([0, 3, 11, 4]), torch.tensor([1, 3, 0, 4])
-    a0 = torch.rand(4, dtype=D, requires_grad=True)
-    a1 = torch.rand(4, dtype=D, requires_grad=True)
-    torch.library.opcheck(blend_rows, (x, idx0, idx1, a0, a1))
+    x = torch.randn(2, 6, 5, 7, dtype=D, requires_grad=True)  # 5 rows per frame, 3 interlaced
+    src0, src1, a0, a1 = interlace_coefficients(torch.tensor([[1.5, -0.3, 2.2], [0.4, 0.0, -1.7]], dtype=D),
+                                                torch.rand(2, 6, 3, dtype=D), 6, "zero")
+    a0, a1 = a0.contiguous().requires_grad_(), a1.contiguous().requires_grad_()
+    torch.library.opcheck(interlace_frames, (x, src0.contiguous(), src1.contiguous(), a0, a1))
 
 
 def test_compiles_without_graph_break():
@@ -181,3 +181,29 @@ def test_compiles_without_graph_break():
 def test_bad_arguments_are_named(impl, args, match):
     with pytest.raises(ValueError, match=match):
         impl(**args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("boundary", ["zero", "clamp"])
+def test_fused_kernel_equals_pytorch_path(dtype, boundary):
+    """The C kernel (default on CPU) and the PyTorch path: same output and gradients, also for the TIN
+    layout where only the leading rows of each frame are interlaced."""
+    from tinlab.ops._kernel import kernels, torch_path
+    from tinlab.ops.interlace import interlace_rows
+
+    assert kernels() is not None, "the fused kernel did not build on this machine"
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 8, 6, 50, generator=gen, dtype=dtype)  # 6 rows per frame, 4 interlaced
+    o = (torch.rand(3, 4, generator=gen, dtype=dtype) * 2 - 1) * 3
+    w = torch.rand(3, 8, 4, generator=gen, dtype=dtype)
+    upstream = torch.randn(x.shape, generator=gen, dtype=dtype)
+    results = []
+    for context in (torch.enable_grad, torch_path):
+        with context():
+            xs, os_, ws = (v.clone().requires_grad_() for v in (x, o, w))
+            y = interlace_rows(xs, os_, ws, boundary)
+            results.append((y, *torch.autograd.grad(y, (xs, os_, ws), upstream)))
+    tol = dict(rtol=0, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, **tol)
+    assert torch.equal(results[0][0][:, :, 4:], x[:, :, 4:])  # copied rows are untouched

@@ -134,3 +134,40 @@ def test_wrong_input_shape_names_expected_t():
         op(torch.randn(12, 64, 3, 3))
     with pytest.raises(ValueError, match="64"):
         op(torch.randn(16, 32, 3, 3))
+
+
+def saved_activation_bytes(fn, x: torch.Tensor) -> tuple[int, int]:
+    """(bytes of tensors autograd saves for backward, bytes of those that alias the input x)."""
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        fn(x)
+    unique = {t.untyped_storage().data_ptr(): t for t in saved}
+    total = sum(t.untyped_storage().nbytes() for t in unique.values())
+    own = sum(t.untyped_storage().nbytes() for p, t in unique.items() if p == x.untyped_storage().data_ptr())
+    return total, own
+
+
+def test_backward_keeps_only_the_input_and_small_tensors():
+    """Issue 'TIN at memory speed': no per-tap copy of the activation is kept for backward."""
+    x = torch.randn(2 * 8, 64, 14, 14, requires_grad=True)
+    total, own = saved_activation_bytes(TemporalInterlace(64, 8), x)
+    assert own == x.numel() * 4
+    assert total - own < 0.01 * own  # offsets, weights, indices, coefficients, net activations
+
+
+def test_compiled_tin_matches_eager_without_graph_break():
+    torch.manual_seed(0)
+    op = TemporalInterlace(32, 8)
+    with torch.no_grad():
+        op.offset_net.fc2.bias.uniform_(-3, 3)
+    compiled = torch.compile(op, backend="aot_eager", fullgraph=True)
+    x = torch.randn(16, 32, 5, 5)
+    results = []
+    for fn in (op, compiled):
+        xs = x.clone().requires_grad_()
+        y = fn(xs)
+        y.square().sum().backward()
+        results.append((y, xs.grad, op.offset_net.fc2.bias.grad.clone()))
+        op.zero_grad()
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)

@@ -68,3 +68,12 @@ def test_factory():
         create_temporal_op("tsn", 64, 8)
     with pytest.raises(TypeError, match="'tsm' does not take option"):
         create_temporal_op("tsm", 64, 8, groups=2)
+
+
+def test_tsm_backward_is_the_opposite_shift():
+    from tinlab.ops.tsm import temporal_shift
+
+    op = TemporalShift(16, 4)
+    x = torch.randn(8, 16, 2, 2, dtype=D, requires_grad=True)
+    assert torch.autograd.gradcheck(op, (x,))
+    torch.library.opcheck(temporal_shift, (torch.randn(2, 4, 16, 3, dtype=D, requires_grad=True), 2, 1))

@@ -8,8 +8,8 @@ op                                              counted
 convolution, linear, matmul, einsum             multiply-adds (fvcore's handles)
 batch norm                                      0: folded into the preceding conv at inference, as in the
                                                 published ResNet-50 figure (4.1 G per 224x224 frame)
-``tinlab::blend_rows`` (TIN's interpolation     2 per output element: ``a0 * x0 + a1 * x1``, the frame
-and temporal attention, fused)                  weight folded into a0/a1
+``tinlab::interlace_frames`` (TIN's             2 per interlaced output element: ``a0 * x0 + a1 * x1``,
+interpolation and temporal attention, fused)    the frame weight folded into a0/a1; copied rows 0
 elementwise mul / div (weights, calibration)    1 per output element
 mean, adaptive average pool                     1 per input element
 temporal / spatial average pool                 kernel volume per output element
@@ -48,6 +48,11 @@ def _per_input(inputs: list, outputs: list) -> int:
     return _numel(inputs[0])
 
 
+def _interlaced_elements(x_shape: list[int], src_shape: list[int]) -> int:
+    """Elements interlaced by tinlab::interlace_frames: x is (N, T, R, ...), src0 (N, T, G)."""
+    return prod(src_shape) * prod(x_shape[3:])
+
+
 def _zero(inputs: list, outputs: list) -> int:
     return 0
 
@@ -63,7 +68,8 @@ _ZERO_OPS = ["aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::rsub",
              "aten::abs", "aten::sigmoid", "aten::lt", "aten::le", "aten::repeat_interleave",
              "aten::view_as", "aten::empty_like", "aten::fill_", "aten::max_pool2d", "aten::pad",
              "aten::replication_pad2d", "aten::batch_norm", "aten::clone", "aten::floor", "aten::relu",
-             "aten::reflection_pad2d", "aten::expand_as", "aten::index_select", "aten::zero_"]
+             "aten::reflection_pad2d", "aten::expand_as", "aten::index_select", "aten::zero_",
+             "tinlab::temporal_shift"]
 
 FLOP_HANDLES: dict[str, Callable[[list, list], int] | None] = {
     **{op: _zero for op in _ZERO_OPS},
@@ -71,7 +77,9 @@ FLOP_HANDLES: dict[str, Callable[[list, list], int] | None] = {
     "aten::div": _per_output(1), "aten::div_": _per_output(1),
     "aten::mean": _per_input,
     "aten::avg_pool3d": _avg_pool, "aten::avg_pool2d": _avg_pool,
-    "tinlab::blend_rows": _per_output(2),
+    "tinlab::leading_row_mean": lambda inputs, outputs: _numel(outputs[0]) * get_shape(inputs[0])[-1],
+    "tinlab::interlace_frames": lambda inputs, outputs: 2 * _interlaced_elements(get_shape(inputs[0]),
+                                                                                  get_shape(inputs[1])),
 }
 
 
@@ -133,5 +141,8 @@ def flop_counter_mapping() -> dict[Any, Callable[..., int]]:
         aten.mul: per_output(1), aten.mul_: per_output(1), aten.div: per_output(1), aten.div_: per_output(1),
         aten.mean: per_input, aten._adaptive_avg_pool2d: per_input,
         aten.avg_pool3d: avg_pool, aten.avg_pool2d: avg_pool,
-        torch.ops.tinlab.blend_rows: per_output(2),
+        torch.ops.tinlab.leading_row_mean:
+            lambda x_shape, channels, *args, out_shape=None, **kwargs: 2 * prod(out_shape) * x_shape[-1],
+        torch.ops.tinlab.interlace_frames:
+            lambda x_shape, src_shape, *args, **kwargs: 4 * _interlaced_elements(x_shape, src_shape),
     }

@@ -13,11 +13,13 @@ with ``x[t - O]`` linearly interpolated between frames: ``f = floor(O)``, ``lam 
 
 Two implementations share this definition:
 
-* :func:`interlace` is the default. It gathers whole (frame, group) slabs with two row look-ups and
-  blends them in one custom op (``tinlab::blend_rows``) with an analytic backward: autograd stores only
-  the input, the two index vectors and the two coefficient vectors, never a shifted copy of the
-  activation. Being a ``torch.library`` op, it is one node under ``torch.jit.trace`` (so fvcore can
-  count it) and opaque to ``torch.compile`` (no graph break).
+* :func:`interlace` is the default. It is one custom op (``tinlab::interlace_frames``) with an
+  analytic backward: autograd stores only the input, the two source-frame index tensors and the two
+  coefficient tensors, never a shifted copy of the activation. On CPU it runs a fused C kernel
+  (``csrc/interlace.c``, one pass over the output, built on first use, see ``_kernel.py``); elsewhere,
+  or without a compiler, two row gathers and a blend in PyTorch. Being a ``torch.library`` op, it is
+  one node under ``torch.jit.trace`` (so fvcore can count it) and opaque to ``torch.compile`` (no
+  graph break).
 * :func:`interlace_reference` is the naive gather-based version written with plain autograd ops; it
   is kept as a test oracle and as the baseline of the operator benchmarks.
 """
@@ -80,63 +82,140 @@ def interlace_coefficients(offsets: Tensor, weights: Tensor | None, num_segments
     return src0, src1, a0, a1
 
 
-# --- tinlab::blend_rows: y[m] = a0[m] * x[i0[m]] + a1[m] * x[i1[m]] over rows of a 2-D tensor --------
+# --- tinlab::interlace_frames: the fused op behind interlace() and the TIN module ----------------------
+#
+# x is a clip viewed as rows (N, T, R, ...): R rows per frame, each of L = prod(...) elements. Rows r < G are
+# interlaced with the coefficients of interlace_coefficients(); rows r >= G are copied. One op writes
+# the whole output, so TIN costs one pass over the activation, like TSM's shift.
 
-@torch.library.custom_op("tinlab::blend_rows", mutates_args=())
-def blend_rows(x: Tensor, idx0: Tensor, idx1: Tensor, a0: Tensor, a1: Tensor) -> Tensor:
-    """Rows ``m`` of the result: ``a0[m] * x[idx0[m]] + a1[m] * x[idx1[m]]`` (x is (R, L))."""
-    y = torch.index_select(x, 0, idx0).mul_(a0.unsqueeze(1))
-    return y.addcmul_(torch.index_select(x, 0, idx1), a1.unsqueeze(1))
+@torch.library.custom_op("tinlab::interlace_frames", mutates_args=())
+def interlace_frames(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tensor) -> Tensor:
+    """``y[n, t, r] = a0 * x[n, src0, r] + a1 * x[n, src1, r]`` for rows r < G, ``x[n, t, r]`` above."""
+    lib = _cpu_kernels(x)
+    if lib is None:
+        return _interlace_frames_torch(x, src0, src1, a0, a1)
+    y = torch.empty_like(x)
+    n, t, r = x.shape[:3]
+    l = x[0, 0, 0].numel()
+    fn = lib.interlace_fwd_f32 if x.dtype == torch.float32 else lib.interlace_fwd_f64
+    fn(x.data_ptr(), src0.data_ptr(), src1.data_ptr(), a0.data_ptr(), a1.data_ptr(), y.data_ptr(),
+       n, t, r, src0.shape[2], l, torch.get_num_threads())
+    return y
 
 
-@blend_rows.register_fake
-def _blend_rows_fake(x, idx0, idx1, a0, a1):
-    return x.new_empty((idx0.shape[0], x.shape[1]))
+def _cpu_kernels(x: Tensor):
+    """The compiled kernels if they apply to x (CPU, float32/64, contiguous), else None."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not x.is_contiguous():
+        return None
+    from ._kernel import kernels
+
+    return kernels()
 
 
-def _blend_rows_setup(ctx, inputs, output):
-    x, idx0, idx1, a0, a1 = inputs
-    ctx.save_for_backward(x, idx0, idx1, a0, a1)
+def _row_index(x: Tensor, src: Tensor) -> Tensor:
+    """Flat row numbers in x.view(-1, L) of (video n, frame src[n, t, g], row g)."""
+    n, t, r = x.shape[:3]
+    g = src.shape[2]
+    video = torch.arange(n, device=x.device).view(-1, 1, 1) * t
+    return ((video + src) * r + torch.arange(g, device=x.device).view(1, 1, -1)).reshape(-1)
 
 
-def _blend_rows_backward(ctx, grad):
-    x, idx0, idx1, a0, a1 = ctx.saved_tensors
-    grad_x = grad_a0 = grad_a1 = None
-    if ctx.needs_input_grad[0]:
+def _interlace_frames_torch(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tensor) -> Tensor:
+    """Pure-PyTorch path (any device and dtype): two row gathers and a blend."""
+    shape = x.shape
+    x = x.reshape(*shape[:3], -1)
+    n, t, r, l = x.shape
+    g = src0.shape[2]
+    rows = x.reshape(-1, l)
+    shifted = torch.index_select(rows, 0, _row_index(x, src0)).mul_(a0.reshape(-1, 1))
+    shifted.addcmul_(torch.index_select(rows, 0, _row_index(x, src1)), a1.reshape(-1, 1))
+    shifted = shifted.view(n, t, g, l)
+    if g == r:
+        return shifted.view(shape)
+    return torch.cat([shifted, x[:, :, g:]], 2).view(shape)
+
+
+@interlace_frames.register_fake
+def _interlace_frames_fake(x, src0, src1, a0, a1):
+    return torch.empty_like(x)
+
+
+def _interlace_frames_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _interlace_frames_backward(ctx, grad):
+    x, src0, src1, a0, a1 = ctx.saved_tensors
+    need_x, need_a0, need_a1 = ctx.needs_input_grad[0], ctx.needs_input_grad[3], ctx.needs_input_grad[4]
+    grad_x, grad_a0, grad_a1 = interlace_frames_backward(x, src0, src1, a0, a1, grad.contiguous(),
+                                                         need_x, need_a0, need_a1)
+    return (grad_x if need_x else None), None, None, (grad_a0 if need_a0 else None), \
+        (grad_a1 if need_a1 else None)
+
+
+@torch.library.custom_op("tinlab::interlace_frames_backward", mutates_args=())
+def interlace_frames_backward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tensor, grad: Tensor,
+                              need_x: bool, need_a0: bool, need_a1: bool
+                              ) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients w.r.t. x, a0, a1 of :func:`interlace_frames` (empty tensors where not needed)."""
+    lib = _cpu_kernels(x)
+    if lib is None or grad.dtype != x.dtype:
+        return _interlace_frames_backward_torch(x, src0, src1, a0, a1, grad, need_x, need_a0, need_a1)
+    n, t, r = x.shape[:3]
+    l = x[0, 0, 0].numel()
+    grad_x = torch.empty_like(x) if need_x else x.new_empty(0)
+    grad_a0 = torch.empty_like(a0) if need_a0 else a0.new_empty(0)
+    grad_a1 = torch.empty_like(a1) if need_a1 else a1.new_empty(0)
+    ptr = lambda v, need: v.data_ptr() if need else None
+    fn = lib.interlace_bwd_f32 if x.dtype == torch.float32 else lib.interlace_bwd_f64
+    fn(x.data_ptr(), src0.data_ptr(), src1.data_ptr(), a0.data_ptr(), a1.data_ptr(), grad.data_ptr(),
+       ptr(grad_x, need_x), ptr(grad_a0, need_a0), ptr(grad_a1, need_a1), n, t, r, src0.shape[2], l,
+       torch.get_num_threads())
+    return grad_x, grad_a0, grad_a1
+
+
+@interlace_frames_backward.register_fake
+def _interlace_frames_backward_fake(x, src0, src1, a0, a1, grad, need_x, need_a0, need_a1):
+    return (torch.empty_like(x) if need_x else x.new_empty(0),
+            torch.empty_like(a0) if need_a0 else a0.new_empty(0),
+            torch.empty_like(a1) if need_a1 else a1.new_empty(0))
+
+
+def _interlace_frames_backward_torch(x, src0, src1, a0, a1, grad, need_x, need_a0, need_a1):
+    shape = x.shape
+    x, grad = x.reshape(*shape[:3], -1), grad.reshape(*shape[:3], -1)
+    n, t, r, l = x.shape
+    g = src0.shape[2]
+    rows, grad_rows = x.reshape(-1, l), grad[:, :, :g].reshape(-1, l)
+    idx0, idx1 = _row_index(x, src0), _row_index(x, src1)
+    grad_x, grad_a0, grad_a1 = x.new_empty(0), a0.new_empty(0), a1.new_empty(0)
+    if need_x:
         # The adjoint of a gather is a scatter-add to the SAME rows it read from: a tap that reads
         # frame t - f for output t sends its gradient back to frame t - f (i.e. shifted by -O).
-        grad_x = torch.zeros_like(x)
-        grad_x.index_add_(0, idx0, grad * a0.unsqueeze(1))
-        grad_x.index_add_(0, idx1, grad * a1.unsqueeze(1))
-    if ctx.needs_input_grad[3]:
-        grad_a0 = (grad * torch.index_select(x, 0, idx0)).sum(1)
-    if ctx.needs_input_grad[4]:
-        grad_a1 = (grad * torch.index_select(x, 0, idx1)).sum(1)
-    return grad_x, None, None, grad_a0, grad_a1
+        grad_x = grad.clone()
+        grad_x[:, :, :g] = 0
+        flat = grad_x.view(-1, l)
+        flat.index_add_(0, idx0, grad_rows * a0.reshape(-1, 1))
+        flat.index_add_(0, idx1, grad_rows * a1.reshape(-1, 1))
+        grad_x = grad_x.view(shape)
+    if need_a0:
+        grad_a0 = (grad_rows * torch.index_select(rows, 0, idx0)).sum(1).view_as(a0)
+    if need_a1:
+        grad_a1 = (grad_rows * torch.index_select(rows, 0, idx1)).sum(1).view_as(a1)
+    return grad_x, grad_a0, grad_a1
 
 
-blend_rows.register_autograd(_blend_rows_backward, setup_context=_blend_rows_setup)
+interlace_frames.register_autograd(_interlace_frames_backward, setup_context=_interlace_frames_setup)
 
 
-def interlace_rows(x_rows: Tensor, num_segments: int, rows_per_frame: int, offsets: Tensor,
-                   weights: Tensor | None, boundary: str) -> Tensor:
-    """Interlace the first G row-groups of every frame of ``x_rows``.
+def interlace_rows(x: Tensor, offsets: Tensor, weights: Tensor | None, boundary: str) -> Tensor:
+    """Interlace the first G = offsets.shape[1] rows of every frame of x (N, T, R, ...); copy the rest.
 
-    ``x_rows`` is a clip viewed as (N * T * rows_per_frame, L): each frame is ``rows_per_frame``
-    contiguous rows of L elements, and channel group g of a frame is its row g. Only rows
-    ``g < G = offsets.shape[1]`` are read, so a caller can interlace the leading channels of a
-    tensor without slicing them out first (TIN shifts only the first C/4 channels).
-    Returns (N, T, G, L).
+    Row g of a frame is channel group g, so a caller interlaces the leading channels of a tensor
+    without slicing them out first (TIN shifts only the first C/4 channels).
     """
-    n, g = offsets.shape
-    src0, src1, a0, a1 = interlace_coefficients(offsets, weights, num_segments, boundary, x_rows.dtype)
-    # Row number of (video n, frame s, group g) in x_rows.
-    base = (torch.arange(n, device=x_rows.device).view(-1, 1, 1) * num_segments) * rows_per_frame
-    grp = torch.arange(g, device=x_rows.device).view(1, 1, -1)
-    idx0 = (base + src0 * rows_per_frame + grp).reshape(-1)
-    idx1 = (base + src1 * rows_per_frame + grp).reshape(-1)
-    y = blend_rows(x_rows, idx0, idx1, a0.reshape(-1), a1.reshape(-1))
-    return y.view(n, num_segments, g, x_rows.shape[1])
+    src0, src1, a0, a1 = interlace_coefficients(offsets, weights, x.shape[1], boundary, x.dtype)
+    return interlace_frames(x, src0.contiguous(), src1.contiguous(), a0.contiguous(), a1.contiguous())
 
 
 def interlace(x: Tensor, offsets: Tensor, weights: Tensor | None = None, boundary: str = "zero") -> Tensor:
@@ -161,8 +240,7 @@ def interlace(x: Tensor, offsets: Tensor, weights: Tensor | None = None, boundar
     """
     g = _check(x, offsets, weights, boundary)
     n, t, c, h, w = x.shape
-    rows = x.contiguous().view(n * t * g, (c // g) * h * w)
-    return interlace_rows(rows, t, g, offsets, weights, boundary).view(n, t, c, h, w)
+    return interlace_rows(x.contiguous().view(n, t, g, -1), offsets, weights, boundary).view_as(x)
 
 
 def interlace_reference(x: Tensor, offsets: Tensor, weights: Tensor | None = None,

@@ -69,8 +69,9 @@ class RegularizedTCN(TemporalInterlace):
     """TIN with its aggregation done by :func:`rtcn`: same OffsetNet/WeightNet, same parameter names
     (a ``tin`` state_dict loads into it), kernel radius ``ceil(offset_range)``."""
 
-    def shift(self, x: Tensor, offsets: Tensor, weights: Tensor | None) -> Tensor:
-        n = x.shape[0] // self.num_segments
-        part = x.view(n, self.num_segments, self.channels, *x.shape[2:])[:, :, :self.fold]
-        y = rtcn(part, offsets, weights, self.boundary, radius=math.ceil(self.offset_range))
-        return y.reshape(n, self.num_segments, -1)
+    def interlaced(self, rows: Tensor, offsets: Tensor, weights: Tensor | None) -> Tensor:
+        n, t = rows.shape[:2]
+        x5 = rows.reshape(n, t, self.channels, -1)
+        y = rtcn(x5[:, :, :self.fold].unsqueeze(-1), offsets, weights, self.boundary,
+                 radius=math.ceil(self.offset_range))
+        return torch.cat([y.squeeze(-1), x5[:, :, self.fold:]], 2).view_as(rows)

@@ -25,6 +25,33 @@ from torch import Tensor, nn
 from .interlace import BOUNDARIES, interlace_rows
 
 
+@torch.library.custom_op("tinlab::leading_row_mean", mutates_args=())
+def leading_row_mean(x: Tensor, rows: int) -> Tensor:
+    """x (N, T, R, Cg, H*W): spatial mean of every channel of the first ``rows`` rows -> (N, T, rows*Cg)."""
+    return x[:, :, :rows].mean(-1).flatten(2)
+
+
+@leading_row_mean.register_fake
+def _leading_row_mean_fake(x, rows):
+    return x.new_empty(x.shape[0], x.shape[1], rows * x.shape[3])
+
+
+def _leading_row_mean_setup(ctx, inputs, output):
+    ctx.shape, ctx.rows = inputs[0].shape, inputs[1]
+
+
+def _leading_row_mean_backward(ctx, grad):
+    # A zero-stride expansion of (N, T, R, Cg, 1), in the input's own shape: autograd adds it in place
+    # into the interlace gradient of the same tensor, with no full-size zero tensor and no reshape copy.
+    n, t, r, cg, hw = ctx.shape
+    small = grad.new_zeros(n, t, r, cg, 1)
+    small[:, :, :ctx.rows, :, 0] = grad.view(n, t, ctx.rows, cg) / hw
+    return small.expand(n, t, r, cg, hw), None
+
+
+leading_row_mean.register_autograd(_leading_row_mean_backward, setup_context=_leading_row_mean_setup)
+
+
 class OffsetNet(nn.Module):
     """Per-video offsets (N, groups) from the (N, fold, T) descriptor."""
 
@@ -121,9 +148,18 @@ class TemporalInterlace(nn.Module):
     def offsets_and_weights(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Offsets (N, channel groups) and weights (N, T, channel groups) or None, reverse groups
         included, from the (N*T, C, H, W) input."""
+        return self._offsets_and_weights(self._rows(x))
+
+    def _rows(self, x: Tensor) -> Tensor:
+        """x as (N, T, R, Cg, H*W): row g < 2G of a frame is channel group g of the fold (Cg channels)."""
         n, _ = self._split(x)
-        part = x.view(n, self.num_segments, self.channels, -1)[:, :, :self.fold]
-        descriptor = part.mean(-1).transpose(1, 2)  # (N, fold, T)
+        cg = self.fold // self.num_channel_groups
+        return x.contiguous().view(n, self.num_segments, self.channels // cg, cg, -1)
+
+    def _offsets_and_weights(self, rows: Tensor) -> tuple[Tensor, Tensor | None]:
+        groups = self.num_channel_groups
+        # Per-channel spatial mean of the fold (its first `groups` rows): (N, fold, T).
+        descriptor = leading_row_mean(rows, groups).transpose(1, 2).contiguous()
         offsets = self.offset_net(descriptor)
         weights = self.weight_net(descriptor) if self.weight_net is not None else None
         if self.record:
@@ -133,20 +169,14 @@ class TemporalInterlace(nn.Module):
             offsets = torch.cat([offsets, -offsets], 1)
             if weights is not None:
                 weights = torch.cat([weights, weights], 2)
+        assert offsets.shape[1] == groups
         return offsets, weights
 
-    def shift(self, x: Tensor, offsets: Tensor, weights: Tensor | None) -> Tensor:
-        """The interlaced first fold, (N, T, fold * H * W)."""
-        n = x.shape[0] // self.num_segments
-        groups = self.num_channel_groups
-        rows = x.contiguous().view(-1, (self.fold // groups) * x.shape[2] * x.shape[3])
-        rows_per_frame = self.channels * groups // self.fold
-        y = interlace_rows(rows, self.num_segments, rows_per_frame, offsets, weights, self.boundary)
-        return y.reshape(n, self.num_segments, -1)
+    def interlaced(self, rows: Tensor, offsets: Tensor, weights: Tensor | None) -> Tensor:
+        """The whole output, shaped like ``rows`` (N, T, R, Cg, H*W): the fold interlaced, the rest copied."""
+        return interlace_rows(rows, offsets, weights, self.boundary)
 
     def forward(self, x: Tensor) -> Tensor:
-        offsets, weights = self.offsets_and_weights(x)
-        n = x.shape[0] // self.num_segments
-        shifted = self.shift(x, offsets, weights)
-        rest = x.reshape(n, self.num_segments, -1)[:, :, shifted.shape[2]:]
-        return torch.cat([shifted, rest], 2).view_as(x)
+        rows = self._rows(x)  # ONE tensor feeds both consumers: their gradients meet before any reshape
+        offsets, weights = self._offsets_and_weights(rows)
+        return self.interlaced(rows, offsets, weights).view_as(x)

@@ -1,0 +1,132 @@
+"""Operator speed ratios measured side by side in ONE process (no stored baseline needed).
+
+    python bench/ratios.py --out results/op_ratios.csv            # CPU, 2 threads, R50 layer-2 tensors
+    python bench/ratios.py --check                                # exit 1 if a ratio exceeds its bound
+
+Tensors of a ResNet-50 layer-2 block: 8 clips x 8 frames x 256 channels x 28 x 28, float32. Every
+candidate is timed in interleaved rounds (A B C ... A B C ...) so that machine noise hits all of them
+alike; medians over rounds. Ratios and their bounds (issue "A TIN operator at memory speed"):
+
+    tin op forward            / tsm op forward            <= 1.5
+    tin op forward+backward   / tsm op forward+backward   <= 1.5
+    interlace forward         / x.clone()                 <= 1.3
+    TIN-R50 inference         / TSM-R50 inference         <= 1.10   (--models)
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tinlab  # noqa: E402
+from tinlab.ops import create_temporal_op, interlace, interlace_reference  # noqa: E402
+
+BOUNDS = {
+    "tin_fwd/tsm_fwd": 1.5,
+    "tin_fwdbwd/tsm_fwdbwd": 1.5,
+    "interlace_fwd/clone": 1.3,
+    "tin_r50_infer/tsm_r50_infer": 1.10,
+}
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner: int) -> dict[str, float]:
+    """Median seconds per call of each fn, timed in interleaved rounds after one warm-up round."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(rounds + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            if r:  # round 0 is the warm-up
+                times[name].append((time.perf_counter() - start) / inner)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def op_candidates(batch: int, frames: int, channels: int, size: int) -> dict[str, Callable[[], object]]:
+    torch.manual_seed(0)
+    x = torch.randn(batch * frames, channels, size, size)
+    x5 = x.view(batch, frames, channels, size, size)
+    offsets = torch.rand(batch, channels // 64) * 4 - 2
+    weights = torch.rand(batch, frames, channels // 64) * 2
+    tin = create_temporal_op("tin", channels, frames)
+    tsm = create_temporal_op("tsm", channels, frames)
+    rtcn = create_temporal_op("rtcn", channels, frames)
+    rtcn.load_state_dict(tin.state_dict())
+    xg = x.clone().requires_grad_()
+    grad = torch.randn_like(x)
+
+    def fwd_bwd(op):
+        def run():
+            xg.grad = None
+            op(xg).backward(grad)
+        return run
+
+    return {
+        "clone": lambda: x.clone(),
+        "interlace_fwd": lambda: interlace(x5, offsets, weights),
+        "interlace_reference_fwd": lambda: interlace_reference(x5, offsets, weights),
+        "tsm_fwd": lambda: tsm(x),
+        "tin_fwd": lambda: tin(x),
+        "rtcn_fwd": lambda: rtcn(x),
+        "tsm_fwdbwd": fwd_bwd(tsm),
+        "tin_fwdbwd": fwd_bwd(tin),
+    }
+
+
+def model_candidates(batch: int, frames: int, size: int) -> dict[str, Callable[[], object]]:
+    clip = torch.randn(batch, frames, 3, size, size)
+    out = {}
+    for name in ("tsm", "tin"):
+        torch.manual_seed(0)
+        model = tinlab.create_model(name, backbone="resnet50", num_classes=174, num_segments=frames).eval()
+
+        def infer(model=model):
+            with torch.inference_mode():
+                model(clip)
+        out[f"{name}_r50_infer"] = infer
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--models", action="store_true", help="also TIN-R50 vs TSM-R50 inference (slow)")
+    p.add_argument("--check", action="store_true", help="exit 1 when a ratio exceeds its bound")
+    p.add_argument("--out", help="CSV to write the medians and ratios to")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    medians = interleaved_medians(op_candidates(8, 8, 256, 28), args.rounds, inner=3)
+    if args.models:
+        medians.update(interleaved_medians(model_candidates(1, 8, 224), max(args.rounds // 3, 3), inner=1))
+    rows = []
+    for key, bound in BOUNDS.items():
+        num, den = key.split("/")
+        if num in medians and den in medians:
+            ratio = medians[num] / medians[den]
+            rows.append({"ratio": key, "value": ratio, "bound": bound, "ok": ratio <= bound,
+                         "numerator_ms": medians[num] * 1e3, "denominator_ms": medians[den] * 1e3})
+    for name, sec in medians.items():
+        print(f"{name:26s} {sec * 1e3:9.2f} ms")
+    for r in rows:
+        print(f"{r['ratio']:30s} {r['value']:6.2f}  (bound {r['bound']})  {'ok' if r['ok'] else 'EXCEEDED'}")
+    if args.out:
+        import pandas as pd
+
+        from tinlab.utils.provenance import provenance, write_csv
+        frame = pd.DataFrame(rows + [{"ratio": f"{k}_ms", "value": v * 1e3} for k, v in medians.items()])
+        write_csv(frame, args.out, provenance({"threads": args.threads, "rounds": args.rounds,
+                                               "shape": [8, 8, 256, 28, 28], "models": args.models}))
+    return 1 if args.check and not all(r["ok"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
