@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tinlab  # noqa: E402
+from tinlab.measure.latency import interleaved_times  # noqa: E402
 from tinlab.ops import create_temporal_op, interlace, interlace_reference  # noqa: E402
 
 BOUNDS = {
@@ -37,15 +37,8 @@ BOUNDS = {
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner: int) -> dict[str, float]:
-    """Median seconds per call of each fn, timed in interleaved rounds after one warm-up round."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(rounds + 1):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            if r:  # round 0 is the warm-up
-                times[name].append((time.perf_counter() - start) / inner)
+    """Median seconds per call of each fn over interleaved rounds (tinlab.measure.latency's timer)."""
+    times = interleaved_times(fns, rounds, warmup=1, inner=inner)
     return {k: statistics.median(v) for k, v in times.items()}
 
 

@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "equivalence": ("tinlab.measure.equivalence", "verify TIN == r-TCN forward and backward, write a CSV"),
     "complexity": ("tinlab.measure.complexity", "GFLOPs and parameters of every model at paper scale"),
+    "latency": ("tinlab.measure.latency", "latency of models and temporal ops (+ profiler traces)"),
     "generate": ("tinlab.data.synthetic", "generate a synthetic dataset in Something-Something layout"),
     "train": ("tinlab.engine.train", "train a model from a YAML config (resumes from its checkpoint)"),
     "evaluate": ("tinlab.engine.evaluate", "evaluate a trained run: top-1/top-5, per-class, twins, offsets"),

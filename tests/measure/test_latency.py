@@ -1,0 +1,49 @@
+"""tinlab.measure.latency: timing helpers, the latency table and profiler traces."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tinlab.__main__ import main
+from tinlab.measure.latency import interleaved_times, summarize
+
+
+def test_summarize_statistics():
+    s = summarize([i / 1000 for i in range(1, 22)])  # 1..21 ms
+    assert s["median_ms"] == pytest.approx(11.0) and s["samples"] == 21
+    assert s["iqr_ms"] == pytest.approx(10.0) and s["p10_ms"] == pytest.approx(3.0)
+
+
+def test_interleaved_times_discards_warmup_and_orders_calls():
+    calls = []
+    times = interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3,
+                              warmup=2, inner=2)
+    assert calls == ["a", "a", "b", "b"] * 5
+    assert [len(v) for v in times.values()] == [3, 3]
+
+
+def test_latency_cli_table_and_traces(tmp_path, capsys):
+    out, traces = tmp_path / "latency.csv", tmp_path / "traces"
+    assert main(["latency", "--out", str(out), "--models", "tsn", "tsm", "tin", "--ops", "copy", "tsm", "tin",
+                 "--backbone", "resnet18", "--width-mult", "0.25", "--small-stem", "--size", "16",
+                 "--frames", "4", "--rounds", "2", "--warmup", "1", "--op-channels", "32", "--op-size", "4",
+                 "--trace-dir", str(traces)]) == 0
+    frame = pd.read_csv(out)
+    for col in ["device_name", "torch", "threads", "dtype", "batch", "frames", "size", "median_ms", "iqr_ms",
+                "clips_per_s", "ratio_to_tsn", "ratio_to_tsm"]:
+        assert col in frame, col
+    models = frame[frame.kind == "model"].set_index(["name", "mode"])
+    assert len(models) == 6 and models.loc[("tsm", "infer"), "ratio_to_tsm"] == 1.0
+    assert models.loc[("tin", "train"), "ratio_to_tsn"] == pytest.approx(
+        models.loc[("tin", "train"), "median_ms"] / models.loc[("tsn", "train"), "median_ms"], rel=1e-4)  # CSV: 6 digits
+    ops = frame[frame.kind == "op"].set_index(["name", "mode"])
+    assert ops.loc[("copy", "infer"), "ratio_to_copy"] == 1.0 and pd.isna(ops.loc[("tin", "train"), "ratio_to_copy"])
+    for name in ("tsn", "tsm", "tin"):
+        files = list((traces / name).glob("*.pt.trace.json"))
+        assert len(files) == 1
+        events = json.loads(files[0].read_text())["traceEvents"]
+        assert any(e.get("name") == "aten::convolution" for e in events)
+    assert "per-operator summary" in capsys.readouterr().out
+    assert (tmp_path / "latency.csv.provenance.json").exists()
