@@ -138,13 +138,6 @@ class TemporalInterlace(nn.Module):
                 f"groups={self.groups}, reverse={self.reverse}, boundary={self.boundary!r}, "
                 f"offset_range={self.offset_range}, attention={self.attention}")
 
-    def _split(self, x: Tensor) -> tuple[int, Tensor]:
-        nt, c = x.shape[:2]
-        if x.dim() != 4 or c != self.channels or nt % self.num_segments:
-            raise ValueError(f"{type(self).__name__} expects (N*T, {self.channels}, H, W) with T = "
-                             f"{self.num_segments} dividing the first dimension, got {tuple(x.shape)}")
-        return nt // self.num_segments, x
-
     def offsets_and_weights(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Offsets (N, channel groups) and weights (N, T, channel groups) or None, reverse groups
         included, from the (N*T, C, H, W) input."""
@@ -152,14 +145,16 @@ class TemporalInterlace(nn.Module):
 
     def _rows(self, x: Tensor) -> Tensor:
         """x as (N, T, R, Cg, H*W): row g < 2G of a frame is channel group g of the fold (Cg channels)."""
-        n, _ = self._split(x)
+        nt, c = x.shape[:2]
+        if x.dim() != 4 or c != self.channels or nt % self.num_segments:
+            raise ValueError(f"{type(self).__name__} expects (N*T, {self.channels}, H, W) with T = "
+                             f"{self.num_segments} dividing the first dimension, got {tuple(x.shape)}")
         cg = self.fold // self.num_channel_groups
-        return x.contiguous().view(n, self.num_segments, self.channels // cg, cg, -1)
+        return x.contiguous().view(nt // self.num_segments, self.num_segments, c // cg, cg, -1)
 
     def _offsets_and_weights(self, rows: Tensor) -> tuple[Tensor, Tensor | None]:
-        groups = self.num_channel_groups
-        # Per-channel spatial mean of the fold (its first `groups` rows): (N, fold, T).
-        descriptor = leading_row_mean(rows, groups).transpose(1, 2).contiguous()
+        # Per-channel spatial mean of the fold (the first num_channel_groups rows): (N, fold, T).
+        descriptor = leading_row_mean(rows, self.num_channel_groups).transpose(1, 2).contiguous()
         offsets = self.offset_net(descriptor)
         weights = self.weight_net(descriptor) if self.weight_net is not None else None
         if self.record:
@@ -169,7 +164,6 @@ class TemporalInterlace(nn.Module):
             offsets = torch.cat([offsets, -offsets], 1)
             if weights is not None:
                 weights = torch.cat([weights, weights], 2)
-        assert offsets.shape[1] == groups
         return offsets, weights
 
     def interlaced(self, rows: Tensor, offsets: Tensor, weights: Tensor | None) -> Tensor:
