@@ -41,7 +41,7 @@ def test_latency_cli_table_and_traces(tmp_path, capsys):
     ops = frame[frame.kind == "op"].set_index(["name", "mode"])
     assert ops.loc[("copy", "infer"), "ratio_to_copy"] == 1.0 and pd.isna(ops.loc[("tin", "train"), "ratio_to_copy"])
     for name in ("tsn", "tsm", "tin"):
-        files = list((traces / name).glob("*.pt.trace.json"))
+        files = list((traces / f"{name}_T4").glob("*.pt.trace.json"))
         assert len(files) == 1
         events = json.loads(files[0].read_text())["traceEvents"]
         assert any(e.get("name") == "aten::convolution" for e in events)

@@ -407,7 +407,7 @@ def default_out(config_path: str | None, cfg: Config) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML run config")
+    parser.add_argument("--config", help="YAML run config (default: every default, then the --set overrides)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optim.lr=0.01 (repeatable)")
     parser.add_argument("--out", help="run directory (default: run.out, else runs/<config stem>)")
@@ -423,11 +423,11 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else default_out(args.config, cfg)
         summary = train(cfg, out, force=args.force, quiet=args.quiet, stop_after_epochs=args.stop_after_epochs)
     except ConfigError as e:  # errors found after loading (model options, run dir) get the file too
-        msg = str(e) if str(args.config) in str(e) else f"{args.config}: {e}"
+        msg = str(e) if args.config is None or str(args.config) in str(e) else f"{args.config}: {e}"
         print(f"tinlab train: error: {msg}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
-        print(f"tinlab train: error: {args.config}: {e}", file=sys.stderr)
+        print(f"tinlab train: error: {args.config or 'config'}: {e}", file=sys.stderr)
         return 1
     except (NonFiniteLossError, ValueError) as e:
         print(f"tinlab train: error: {e}", file=sys.stderr)

@@ -10,7 +10,7 @@ alike, and reports medians, IQRs, clips/s and the ratios to TSN and TSM measured
   ``--dtype bfloat16`` (autocast) and ``--channels-last`` options.
 
 ``--trace-dir results/traces`` also records a ``torch.profiler`` trace per model (schedule: 1 wait,
-1 warm-up, 3 active steps) with ``tensorboard_trace_handler`` into ``results/traces/<model>/`` and
+1 warm-up, 3 active steps) with ``tensorboard_trace_handler`` into ``results/traces/<model>_T<frames>/`` and
 prints a per-operator summary: ``tensorboard --logdir results/traces`` (torch-tb-profiler) or
 https://ui.perfetto.dev open the ``*.pt.trace.json`` files.
 """
@@ -196,7 +196,7 @@ def run_latency(s: Setting, models: list[str], ops: list[str], modes: list[str],
                       {"op_channels": None, "op_size": None})
         if trace_dir:
             for name, model in built.items():
-                record_trace(model, s, Path(trace_dir) / name)
+                record_trace(model, s, Path(trace_dir) / f"{name}_T{s.frames}")
     if ops:
         fns = op_candidates(s, ops, op_channels, op_size, modes)
         rows += _rows("op", interleaved_times(fns, s.rounds, s.warmup, s.device, inner=3), s, s.batch,
@@ -236,7 +236,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--frames", type=int, nargs="+", default=[8], help="one table per value, concatenated")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--width-mult", type=float, default=1.0)
@@ -253,14 +253,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..utils.provenance import provenance, write_csv
 
-    s = Setting(device=args.device, dtype=args.dtype, threads=args.threads, batch=args.batch,
-                frames=args.frames, size=args.size, backbone=args.backbone, width_mult=args.width_mult,
-                small_stem=args.small_stem, num_classes=args.num_classes, channels_last=args.channels_last,
-                rounds=args.rounds, warmup=args.warmup)
-    frame = run_latency(s, args.models, args.ops, args.modes, args.op_channels, args.op_size, args.trace_dir)
+    import pandas as pd
+
+    frame = pd.concat([run_latency(Setting(
+        device=args.device, dtype=args.dtype, threads=args.threads, batch=args.batch, frames=frames,
+        size=args.size, backbone=args.backbone, width_mult=args.width_mult, small_stem=args.small_stem,
+        num_classes=args.num_classes, channels_last=args.channels_last, rounds=args.rounds, warmup=args.warmup),
+        args.models, args.ops, args.modes, args.op_channels, args.op_size, args.trace_dir)
+        for frames in args.frames], ignore_index=True)
     config = {k: v for k, v in vars(args).items() if k != "command"}
     write_csv(frame, args.out, provenance(config, args.device))
-    cols = ["kind", "name", "mode", "median_ms", "iqr_ms", "clips_per_s", "ratio_to_tsn", "ratio_to_tsm",
+    cols = ["kind", "name", "frames", "mode", "median_ms", "iqr_ms", "clips_per_s", "ratio_to_tsn", "ratio_to_tsm",
             "ratio_to_copy"]
     print(frame[cols].to_string(index=False, float_format="%.3f"))
     print(f"-> {args.out}")

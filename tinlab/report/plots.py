@@ -1,0 +1,141 @@
+"""Figures (seaborn) from the tables and runs: ``python -m tinlab plots --out-dir results/plots ...``.
+
+* ``accuracy_vs_gflops.png``: val top-1 against GFLOPs per video, marker size = parameters (Table 1).
+* ``ablation.png``: TIN's groups x reverse offsets x boundary (Table 5).
+* ``offsets.png`` / ``weights.png``: learned offsets per layer and frame weights per frame, one panel
+  per number of frames (the TIN paper's Figure 5), from ``tinlab evaluate``'s offsets CSVs.
+* ``training_curves.png``: training loss and val top-1 per epoch of every run.
+* ``latency.png``: inference and training-step latency per model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+MODEL_ORDER = ["tsn", "tsm", "tin", "rtcn", "tcn", "tada"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    return plt, sns
+
+
+def _save(fig, path: Path) -> Path:
+    """Write through a temporary file so a killed job leaves no half-written figure."""
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=130, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def accuracy_vs_gflops(table1: pd.DataFrame, path: Path) -> Path:
+    plt, sns = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    data = table1.assign(frames=table1.frames.astype(str) + " frames", params_m=table1.params / 1e6)
+    sns.scatterplot(data=data, x="gflops", y="val_top1", hue="model", style="frames", size="params_m",
+                    sizes=(60, 260), hue_order=[m for m in MODEL_ORDER if m in set(data.model)], ax=ax)
+    ax.set(xlabel="GFLOPs per video (one view)", ylabel="val top-1 (%)",
+           title=f"{data.dataset.iloc[0]}, {data.backbone.iloc[0]}")
+    ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
+    return _save(fig, path)
+
+
+def ablation(table5: pd.DataFrame, path: Path) -> Path:
+    plt, sns = _pyplot()
+    data = table5.assign(variant="G=" + table5.groups.astype(str) + table5.reverse.map({True: " +rev", False: ""}),
+                         boundary=table5.boundary.astype(str))
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    sns.barplot(data=data, x="variant", y="val_top1", hue="boundary", ax=ax)
+    ax.set(xlabel="offset groups (+ reverse offsets)", ylabel="val top-1 (%)", title="TIN ablation")
+    lo = max(data.val_top1.min() - 10, 0)
+    ax.set_ylim(lo, min(data.val_top1.max() + 5, 100))
+    return _save(fig, path)
+
+
+def offsets_and_weights(offset_csvs: dict[int, Path], out_dir: Path) -> list[Path]:
+    """Figure 5: per-layer mean |offset| (per group) and per-frame weights, one panel per T."""
+    plt, sns = _pyplot()
+    frames = sorted(offset_csvs)
+    tables = {t: pd.read_csv(offset_csvs[t]) for t in frames}
+    paths = []
+    fig, axes = plt.subplots(1, len(frames), figsize=(5 * len(frames), 3.2), squeeze=False)
+    for ax, t in zip(axes[0], frames):
+        d = tables[t][tables[t].kind == "offset"]
+        sns.lineplot(data=d.assign(group=d.group.astype(str)), x="layer_index", y="value", hue="group",
+                     marker="o", ax=ax)
+        ax.set(xlabel="layer", ylabel="mean offset (frames)", title=f"learned offsets, T = {t}")
+    paths.append(_save(fig, out_dir / "offsets.png"))
+    fig, axes = plt.subplots(1, len(frames), figsize=(5 * len(frames), 3.2), squeeze=False)
+    for ax, t in zip(axes[0], frames):
+        d = tables[t][tables[t].kind == "weight"]
+        sns.lineplot(data=d, x="frame", y="value", errorbar=("pi", 50), marker="o", ax=ax)
+        ax.set(xlabel="frame", ylabel="weight (mean over layers, groups)", title=f"frame weights, T = {t}")
+    paths.append(_save(fig, out_dir / "weights.png"))
+    return paths
+
+
+def training_curves(summaries: list[Path], path: Path) -> Path:
+    plt, sns = _pyplot()
+    rows = []
+    for s in summaries:
+        summary = json.loads(Path(s).read_text())
+        for h in summary["history"]:
+            rows.append({"run": Path(s).parent.name, "epoch": h["epoch"], "train loss": h["train"]["loss"],
+                         "val top-1 (%)": 100 * h["val"]["top1"] if h["val"] else None})
+    data = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, col in zip(axes, ["train loss", "val top-1 (%)"]):
+        sns.lineplot(data=data, x="epoch", y=col, hue="run", ax=ax, legend=ax is axes[1])
+    axes[1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=6)
+    return _save(fig, path)
+
+
+def latency(frame: pd.DataFrame, path: Path) -> Path:
+    plt, sns = _pyplot()
+    data = frame[frame.kind == "model"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    sns.barplot(data=data, x="name", y="median_ms", hue="mode",
+                order=[m for m in MODEL_ORDER if m in set(data.name)], ax=ax)
+    ax.set(xlabel="model", ylabel="median latency (ms)",
+           title=f"{data.device_name.iloc[0]}, batch {data.batch.iloc[0]}, {data.frames.iloc[0]} frames")
+    return _save(fig, path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--table1")
+    parser.add_argument("--table5")
+    parser.add_argument("--latency")
+    parser.add_argument("--offsets", nargs="*", default=[], metavar="T=CSV",
+                        help="offsets CSVs of TIN runs, e.g. 8=runs/tin_T8/metrics.offsets.csv")
+    parser.add_argument("--summaries", nargs="*", default=[], help="train_summary.json files")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if args.table1:
+        written.append(accuracy_vs_gflops(pd.read_csv(args.table1), out / "accuracy_vs_gflops.png"))
+    if args.table5:
+        written.append(ablation(pd.read_csv(args.table5), out / "ablation.png"))
+    if args.offsets:
+        pairs = dict(item.split("=", 1) for item in args.offsets)
+        written += offsets_and_weights({int(t): Path(p) for t, p in pairs.items()}, out)
+    if args.summaries:
+        written.append(training_curves([Path(s) for s in args.summaries], out / "training_curves.png"))
+    if args.latency:
+        written.append(latency(pd.read_csv(args.latency), out / "latency.png"))
+    for p in written:
+        print(f"-> {p}")
+    return 0

@@ -1,0 +1,50 @@
+"""``results/README.md``: the tables rendered and the plots embedded, with where each came from.
+
+    python -m tinlab summary --tables results/table1.csv results/table2.csv --plots results/plots/*.png \
+        --out results/README.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..utils.provenance import atomic_write_text, provenance_path
+
+DROP = {"metrics_file", "published_source"}
+
+
+def render(tables: list[Path], plots: list[Path], out: Path, title: str) -> str:
+    lines = [f"# {title}", "", "Written by `python -m tinlab summary`; every table is a CSV beside this file, "
+             "with its provenance in `<table>.csv.provenance.json`.", ""]
+    for path in tables:
+        frame = pd.read_csv(path)
+        lines += [f"## {path.stem}", ""]
+        prov = provenance_path(path)
+        if prov.is_file():
+            p = json.loads(prov.read_text())
+            lines += [f"`{path.name}`: code {p.get('code_version')}, torch {p.get('torch')}, "
+                      f"{p.get('device')}, {p.get('created')}", ""]
+        lines += [frame.drop(columns=[c for c in frame if c in DROP]).to_markdown(index=False, floatfmt=".4g"), ""]
+    if plots:
+        lines += ["## Plots", ""]
+        for plot in plots:
+            lines += [f"### {plot.stem}", "", f"![{plot.stem}]({os.path.relpath(plot, out.parent)})", ""]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tables", nargs="*", default=[])
+    parser.add_argument("--plots", nargs="*", default=[])
+    parser.add_argument("--title", default="tinlab results")
+    parser.add_argument("--out", required=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    atomic_write_text(out, render([Path(t) for t in args.tables], [Path(p) for p in args.plots], out, args.title))
+    print(f"-> {out}")
+    return 0

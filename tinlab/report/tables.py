@@ -1,0 +1,117 @@
+"""Paper-style tables from evaluated runs: ``python -m tinlab report --table table1 ...``.
+
+Every row comes from one metrics JSON written by ``tinlab evaluate``: its provenance holds the full
+run config, from which the model is rebuilt to count GFLOPs (one view, :func:`tinlab.measure.flops`)
+and parameters at the run's own scale. Accuracies are percentages, as in the paper.
+
+* ``table1``: model, backbone, frames, input size, GFLOPs/video, params, val top-1/top-5 (+ pair
+  accuracy between time-reversed twins, inference latency, dataset), TIN paper Table 1 layout.
+* ``table2``: per dataset, TIN paper Table 2 layout.
+* ``table5``: TIN ablation: offset groups x reverse offsets, and the boundary mode (Table 5 layout).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+MODEL_ORDER = ["tsn", "tsm", "tin", "rtcn", "tcn", "tada"]
+TABLES = ("table1", "table2", "table5")
+
+
+def load_run(path: str | Path) -> dict[str, Any]:
+    """One metrics JSON -> a flat row (model, options, scale, accuracies, source file)."""
+    path = Path(path)
+    try:
+        m = json.loads(path.read_text())
+        cfg = m["provenance"]["config"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: not a tinlab metrics JSON ({e})") from e
+    options = cfg["model"].get("options") or {}
+    row = {
+        "model": cfg["model"]["name"], "backbone": cfg["model"]["backbone"],
+        "width_mult": cfg["model"]["width_mult"], "small_stem": cfg["model"]["small_stem"],
+        "frames": cfg["data"]["num_segments"], "input_size": cfg["data"]["input_size"],
+        "dataset": cfg["data"]["dataset"], "num_classes": len(m["per_class_top1"]),
+        "views": m.get("views_per_video", 1),
+        "val_top1": 100 * m["top1"], "val_top5": 100 * m["top5"],
+        "pair_accuracy": 100 * m["twins"]["pair_accuracy"] if m.get("twins") else None,
+        "groups": options.get("groups", 2 if cfg["model"]["name"] in ("tin", "rtcn") else None),
+        "reverse": options.get("reverse", True if cfg["model"]["name"] in ("tin", "rtcn") else None),
+        "boundary": options.get("boundary", "zero" if cfg["model"]["name"] in ("tin", "rtcn") else None),
+        "options": json.dumps(options, sort_keys=True), "epochs": cfg["optim"]["epochs"],
+        "seed": cfg["run"]["seed"], "code_version": m["provenance"].get("code_version"),
+        "metrics_file": str(path),
+    }
+    row.update(cost(row["model"], row["backbone"], row["width_mult"], row["small_stem"], row["frames"],
+                    row["input_size"], row["num_classes"], row["options"]))
+    return row
+
+
+@lru_cache(maxsize=None)
+def cost(model: str, backbone: str, width_mult: float, small_stem: bool, frames: int, input_size: int,
+         num_classes: int, options: str) -> dict[str, float]:
+    """GFLOPs per video (one view) and parameters of one configuration."""
+    from .. import create_model
+    from ..measure.flops import flops, parameters
+
+    torch.manual_seed(0)
+    net = create_model(model, backbone=backbone, width_mult=width_mult, small_stem=small_stem,
+                       num_segments=frames, num_classes=num_classes, **json.loads(options))
+    clip = torch.zeros(1, frames, 3, input_size, input_size)
+    with torch.no_grad():
+        return {"gflops": flops(net, clip) / 1e9, "params": parameters(net)}
+
+
+def _order(frame: pd.DataFrame) -> pd.DataFrame:
+    key = frame.model.map({m: i for i, m in enumerate(MODEL_ORDER)})
+    return frame.assign(_k=key).sort_values(["dataset", "frames", "_k"]).drop(columns="_k")
+
+
+def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The columns and row order of ``kind`` (table1 | table2 | table5) from :func:`load_run` rows."""
+    if kind == "table1":
+        out = _order(rows)
+        if latency is not None:
+            lat = latency[(latency.kind == "model") & (latency["mode"] == "infer")]
+            lat = lat.rename(columns={"name": "model", "median_ms": "latency_ms"})[["model", "frames", "latency_ms"]]
+            out = out.merge(lat, on=["model", "frames"], how="left")
+        cols = ["model", "backbone", "frames", "input_size", "gflops", "params", "val_top1", "val_top5",
+                "pair_accuracy", "latency_ms", "dataset", "width_mult", "views", "epochs", "metrics_file"]
+    elif kind == "table2":
+        out = _order(rows).sort_values(["dataset", "frames"], kind="stable")
+        cols = ["dataset", "model", "frames", "val_top1", "val_top5", "pair_accuracy", "gflops", "params",
+                "metrics_file"]
+    elif kind == "table5":
+        out = rows[rows.model == "tin"].sort_values(["boundary", "groups", "reverse"],
+                                                     ascending=[False, True, False])
+        cols = ["groups", "reverse", "boundary", "frames", "val_top1", "val_top5", "pair_accuracy", "params",
+                "gflops", "dataset", "metrics_file"]
+    else:
+        raise ValueError(f"unknown table {kind!r}; one of {TABLES}")
+    return out[[c for c in cols if c in out]].reset_index(drop=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--table", required=True, choices=TABLES)
+    parser.add_argument("--metrics", nargs="+", required=True, help="metrics JSON files of evaluated runs")
+    parser.add_argument("--latency", help="latency CSV (tinlab latency) for table1's latency column")
+    parser.add_argument("--out", required=True, help="CSV to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..utils.provenance import provenance, write_csv
+
+    rows = pd.DataFrame([load_run(p) for p in args.metrics])
+    latency = pd.read_csv(args.latency) if args.latency else None
+    table = build_table(args.table, rows, latency)
+    write_csv(table, args.out, provenance({"table": args.table, "metrics": args.metrics,
+                                           "latency": args.latency}))
+    print(table.drop(columns=["metrics_file"]).to_string(index=False, float_format="%.2f"))
+    print(f"-> {args.out}")
+    return 0

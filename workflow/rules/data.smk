@@ -1,0 +1,16 @@
+# Data: generate the synthetic datasets (real ones must already exist; checked at parse time).
+for _name, _spec in DATASETS.items():
+    if "generate" not in _spec:
+        continue
+
+    rule:
+        name: f"generate_{_name.replace('-', '_')}"
+        output: f"{_spec['root']}/dataset.json"
+        params:
+            name=_name,
+            root=_spec["root"],
+            args=" ".join(f"--{k.replace('_', '-')} {v}" for k, v in _spec["generate"].items()),
+        log: f"logs/generate/{_name}.log"
+        threads: 2
+        resources: mem_mb=2000
+        shell: "python -m tinlab generate {params.name} --root {params.root} {params.args} --workers {threads} > {log} 2>&1"
