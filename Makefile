@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch; GPU users: `make TORCH_SPEC=torch ...` or install torch first (README).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: main equivalence complexity test clean-venv
+.PHONY: main all equivalence complexity test bench-compare ratios clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[all]"
 	touch $@
 
-# The main job. Until the Snakemake workflow lands it is the TIN == r-TCN equivalence report.
-main: equivalence
+# The main job: the paper's Table 1 for the default experiment (embedded synthetic data, CPU).
+main: $(VENV)/.installed
+	$(VENV)/bin/snakemake --cores all results/table1.csv
+
+# Every table, plot and results/README.md of the default experiment.
+all: $(VENV)/.installed
+	$(VENV)/bin/snakemake --cores all
+
+# Operator/model speed: the baseline-free ratio check, and pytest-benchmark against the stored baseline.
+ratios: $(VENV)/.installed
+	$(PY) bench/ratios.py --models --check
+
+bench-compare: $(VENV)/.installed
+	$(PY) -m pytest bench --benchmark-only --benchmark-storage=file://bench/baselines \
+		--benchmark-compare=0001 --benchmark-compare-fail=median:25%
 
 equivalence: $(VENV)/.installed
 	$(PY) -m tinlab equivalence --out results/equivalence.csv

@@ -1,12 +1,14 @@
 # tinlab: `snakemake --cores all results/table1.csv` (default profile: workflow/config/default.yaml).
 # Other profiles: `--configfile workflow/config/smoke.yaml` (tests, CI) or `.../paper.yaml` (GPUs, real
 # data); executors: `--workflow-profile workflow/profiles/slurm` or `.../gpu` (README).
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "workflow/config/default.yaml"
+configfile: Path(workflow.basedir) / "workflow/config/default.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

@@ -37,7 +37,7 @@ def load_run(path: str | Path) -> dict[str, Any]:
         "model": cfg["model"]["name"], "backbone": cfg["model"]["backbone"],
         "width_mult": cfg["model"]["width_mult"], "small_stem": cfg["model"]["small_stem"],
         "frames": cfg["data"]["num_segments"], "input_size": cfg["data"]["input_size"],
-        "dataset": cfg["data"]["dataset"], "num_classes": len(m["per_class_top1"]),
+        "dataset": cfg["data"]["dataset"], "num_classes": len(m["class_names"]),
         "views": m.get("views_per_video", 1),
         "val_top1": 100 * m["top1"], "val_top5": 100 * m["top5"],
         "pair_accuracy": 100 * m["twins"]["pair_accuracy"] if m.get("twins") else None,

@@ -9,10 +9,11 @@ from snakemake.exceptions import WorkflowError
 from tinlab.engine.config import ConfigError, config_from_dict
 from tinlab.models import default_op_options
 
+# The software environment of every job (with --use-conda): the project's own environment.yml.
+CONDA_ENV = str(Path(workflow.basedir) / "environment.yml")
 RUNS = config["runs_dir"]
 DATASETS = config["datasets"]
-# Defaults of the ops whose options the TIN ablation varies: a variant only names what differs.
-TIN_DEFAULTS = default_op_options("tin")
+MODEL_OPTIONS = config.get("model_options", {})
 
 
 def _check_config():
@@ -37,19 +38,22 @@ def _check_config():
 _check_config()
 
 
+def _non_default(model, options):
+    defaults = default_op_options(model)
+    return {k: v for k, v in sorted({**MODEL_OPTIONS.get(model, {}), **(options or {})}.items())
+            if defaults.get(k, object()) != v}
+
+
 def variant_name(model, frames, dataset, options=None):
-    """Canonical run name: model, the options that differ from the defaults, frames, dataset."""
-    parts = [model]
-    for key, value in sorted((options or {}).items()):
-        if TIN_DEFAULTS.get(key) != value:
-            parts.append(f"{key}{str(value).lower()}")
+    """Canonical run name: model, the op options that differ from its defaults, frames, dataset.
+    Changing a model's option changes its name, so only that model's jobs run again."""
+    parts = [model] + [f"{k}{str(v).lower()}" for k, v in _non_default(model, options).items()]
     return f"{'-'.join(parts)}_T{frames}_{dataset}"
 
 
 def _variant(model, frames, dataset, options=None):
-    options = {k: v for k, v in (options or {}).items() if TIN_DEFAULTS.get(k) != v}
-    return variant_name(model, frames, dataset, options), dict(model=model, frames=frames, dataset=dataset,
-                                                                options=options)
+    return variant_name(model, frames, dataset, options), dict(
+        model=model, frames=frames, dataset=dataset, options=_non_default(model, options))
 
 
 def table_variants(table):
@@ -100,3 +104,33 @@ def dataset_marker(name):
 
 def metrics_of(table):
     return [f"{RUNS}/{name}/metrics.json" for name in table_variants(table)]
+
+
+def _latency_args():
+    """Latency at the experiment's own scale: Table 1's models and frames on the base run config."""
+    from tinlab.data import get_preset
+
+    base, lat = config_from_dict(config["base"], "config: base"), config["latency"]
+    dataset = config["table1"]["dataset"]
+    classes = get_preset(dataset, **DATASETS[dataset].get("preset", {})).num_classes
+    args = [f"--models {' '.join(config['table1']['models'])}",
+            f"--frames {' '.join(map(str, config['table1']['frames']))}",
+            f"--backbone {base.model.backbone} --width-mult {base.model.width_mult}",
+            f"--size {base.data.input_size} --num-classes {classes or 174}"]
+    args += [f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
+             for k, v in lat.items() if k not in ("threads", "trace")]
+    if base.model.small_stem:
+        args.append("--small-stem")
+    return " ".join(args)
+
+
+def _tin_runs():
+    """The TIN runs of Table 1, by number of frames (the paper's Figure 5)."""
+    spec = config["table1"]
+    if "tin" not in spec["models"]:
+        return {}
+    return {t: f"{RUNS}/{variant_name('tin', t, spec['dataset'])}" for t in spec["frames"]}
+
+
+PLOTS = ["accuracy_vs_gflops", "ablation", "training_curves", "latency"] + (
+    ["offsets", "weights"] if _tin_runs() else [])

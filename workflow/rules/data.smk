@@ -1,4 +1,6 @@
 # Data: generate the synthetic datasets (real ones must already exist; checked at parse time).
+import os
+
 for _name, _spec in DATASETS.items():
     if "generate" not in _spec:
         continue
@@ -8,9 +10,10 @@ for _name, _spec in DATASETS.items():
         output: f"{_spec['root']}/dataset.json"
         params:
             name=_name,
-            root=_spec["root"],
+            root=lambda w, output: os.path.dirname(output[0]),
             args=" ".join(f"--{k.replace('_', '-')} {v}" for k, v in _spec["generate"].items()),
         log: f"logs/generate/{_name}.log"
+        conda: CONDA_ENV
         threads: 2
         resources: mem_mb=2000
         shell: "python -m tinlab generate {params.name} --root {params.root} {params.args} --workers {threads} > {log} 2>&1"

@@ -7,6 +7,7 @@ rule table1:
         latency="results/latency.csv",
     output: "results/table1.csv"
     log: "logs/table1.log"
+    conda: CONDA_ENV
     shell: "python -m tinlab table --table table1 --metrics {input.metrics} --latency {input.latency} --out {output} > {log} 2>&1"
 
 
@@ -14,6 +15,7 @@ rule table2:
     input: metrics_of("table2")
     output: "results/table2.csv"
     log: "logs/table2.log"
+    conda: CONDA_ENV
     shell: "python -m tinlab table --table table2 --metrics {input} --out {output} > {log} 2>&1"
 
 
@@ -21,19 +23,8 @@ rule table5:
     input: metrics_of("table5")
     output: "results/table5.csv"
     log: "logs/table5.log"
+    conda: CONDA_ENV
     shell: "python -m tinlab table --table table5 --metrics {input} --out {output} > {log} 2>&1"
-
-
-def _tin_runs():
-    """The TIN runs of Table 1, by number of frames (the paper's Figure 5)."""
-    spec = config["table1"]
-    if "tin" not in spec["models"]:
-        return {}
-    return {t: f"{RUNS}/{variant_name('tin', t, spec['dataset'])}" for t in spec["frames"]}
-
-
-PLOTS = ["accuracy_vs_gflops", "ablation", "training_curves", "latency"] + (
-    ["offsets", "weights"] if _tin_runs() else [])
 
 
 rule plots:
@@ -47,6 +38,7 @@ rule plots:
     params:
         offsets=" ".join(f"{t}={run}/metrics.offsets.csv" for t, run in _tin_runs().items()),
     log: "logs/plots.log"
+    conda: CONDA_ENV
     shell:
         "python -m tinlab plots --out-dir results/plots --table1 {input.table1} --table5 {input.table5} "
         "--latency {input.latency} --summaries {input.summaries} "
@@ -61,4 +53,5 @@ rule summary:
     output: "results/README.md"
     params: title=f"tinlab results: {config['experiment']}"
     log: "logs/summary.log"
+    conda: CONDA_ENV
     shell: "python -m tinlab summary --tables {input.tables} --plots {input.plots} --title {params.title:q} --out {output} > {log} 2>&1"

@@ -8,6 +8,7 @@ rule train:
         overrides=train_overrides,
         out=lambda w: f"{RUNS}/{w.variant}",
     log: "logs/train/{variant}.log"
+    conda: CONDA_ENV
     benchmark: "benchmarks/train/{variant}.tsv"
     threads: config["resources"]["train_threads"]
     resources:
@@ -21,6 +22,7 @@ rule evaluate:
     output: f"{RUNS}/{{variant}}/metrics.json"
     params: run=lambda w: f"{RUNS}/{w.variant}"
     log: "logs/evaluate/{variant}.log"
+    conda: CONDA_ENV
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=config["resources"]["train_mem_mb"],

@@ -1,0 +1,106 @@
+"""The Snakemake workflow: DAG, bad input stopping before anything runs, lint, and the smoke profile
+end to end (real Snakemake, real training, real files) in a temporary working directory."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "workflow" / "config" / "smoke.yaml"
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def jobs_to_run(out: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run."""
+    stats = out.split("Job stats:", 1)[1] if "Job stats:" in out else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
+    default = snakemake(tmp_path, "-n", "results/table1.csv")
+    assert default.returncode == 0, default.stderr
+    jobs = jobs_to_run(default.stdout)
+    # Table 1: 5 models x 2 frame counts, each trained and evaluated once; one dataset generated.
+    assert jobs["train"] == 10 and jobs["evaluate"] == 10 and jobs["generate_synthetic_motion"] == 1
+    assert "generate_synthetic_appearance" not in jobs and jobs["latency"] == 1
+    smoke = snakemake(tmp_path, "-n", "--configfile", str(SMOKE))
+    assert smoke.returncode == 0, smoke.stderr
+    jobs = jobs_to_run(smoke.stdout)
+    # Tables 1, 2 and 5 share runs: 10 + 3 (appearance) + 4 (ablation, minus the default TIN) = 17.
+    assert jobs["train"] == 17 and jobs["all"] == 1 and jobs["summary"] == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("tabel1: {}", "tabel1"),
+    ("table1: {dataset: synthetic-motion, models: [tsn, i3d], frames: [8]}", "i3d"),
+    ("table1: {dataset: synthetic-motion, models: [tsn], frames: eight}", "eight"),
+    ("table1: {dataset: kinetics, models: [tsn], frames: [8]}", "table1.dataset = 'kinetics'"),
+    ("datasets: {something-v1: {root: /nonexistent/sth}}", "/nonexistent/sth"),
+    ("base: {optim: {lrr: 0.1}}", "optim.lrr"),
+])
+def test_bad_config_stops_before_anything_runs(tmp_path, override, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(override + "\n")
+    out = snakemake(tmp_path, "-n", "--configfile", str(bad))
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
+
+
+def test_lint_is_clean(tmp_path):
+    out = snakemake(tmp_path, "--lint")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Congratulations, your workflow is in a good condition!" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_smoke_profile_end_to_end(tmp_path):
+    start = time.perf_counter()
+    out = snakemake(tmp_path, "--configfile", str(SMOKE), timeout=900)
+    wall = time.perf_counter() - start
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    results = tmp_path / "results"
+    table1 = pd.read_csv(results / "table1.csv")
+    assert sorted(table1.model.unique()) == ["rtcn", "tada", "tin", "tsm", "tsn"]
+    assert sorted(table1.frames.unique()) == [4, 8] and table1.val_top1.between(0, 100).all()
+    assert (table1.gflops > 0).all() and table1.latency_ms.notna().all()
+    tsn, tsm = (table1[(table1.model == m) & (table1.frames == 4)].iloc[0] for m in ("tsn", "tsm"))
+    assert tsn.params == tsm.params and tsn.gflops == tsm.gflops
+    assert set(pd.read_csv(results / "table2.csv").dataset) == {"synthetic-motion", "synthetic-appearance"}
+    table5 = pd.read_csv(results / "table5.csv")
+    assert len(table5) == 5 and set(table5.boundary) == {"zero", "clamp"}
+    assert pd.read_csv(results / "equivalence.csv").passed.all()
+    for plot in ("accuracy_vs_gflops", "ablation", "offsets", "weights", "training_curves", "latency"):
+        assert (results / "plots" / f"{plot}.png").stat().st_size > 1000, plot
+    summary = (results / "README.md").read_text()
+    assert "## table1" in summary and "![offsets](plots/offsets.png)" in summary
+    prov = json.loads((results / "table1.csv.provenance.json").read_text())
+    assert {"code_version", "torch", "python", "device"} <= set(prov)
+    assert list((tmp_path / "benchmarks" / "train").glob("*.tsv")) and list((tmp_path / "logs").rglob("*.log"))
+    assert list((results / "traces").glob("tin_T4/*.pt.trace.json"))
+    print(f"smoke profile: {wall:.0f} s")
+
+    # A second invocation finds nothing to do.
+    start = time.perf_counter()
+    again = snakemake(tmp_path, "--configfile", str(SMOKE))
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    assert time.perf_counter() - start < 30
+
+    # Changing one model's option reruns that model's jobs (and the reports) only.
+    (tmp_path / "tsm.yaml").write_text("model_options: {tsm: {shift_div: 4}}\n")
+    changed = snakemake(tmp_path, "-n", "--configfile", str(SMOKE), str(tmp_path / "tsm.yaml"))
+    jobs = jobs_to_run(changed.stdout)
+    assert jobs["train"] == 3 and jobs["evaluate"] == 3  # tsm: T4 and T8 on motion, T4 on appearance
+    assert "generate_synthetic_motion" not in jobs and "latency" not in jobs
