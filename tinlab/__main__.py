@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "table": ("tinlab.report.tables", "a paper-style table (table1, table2, table5) from evaluated runs"),
     "plots": ("tinlab.report.plots", "figures: accuracy vs GFLOPs, ablation, offsets/weights, curves, latency"),
     "summary": ("tinlab.report.summary", "results/README.md: tables rendered, plots embedded"),
+    "regress": ("tinlab.report.regress", "compare fresh tables with results/reference: exit 1 on regression"),
     "generate": ("tinlab.data.synthetic", "generate a synthetic dataset in Something-Something layout"),
     "train": ("tinlab.engine.train", "train a model from a YAML config (resumes from its checkpoint)"),
     "evaluate": ("tinlab.engine.evaluate", "evaluate a trained run: top-1/top-5, per-class, twins, offsets"),

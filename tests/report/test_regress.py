@@ -1,0 +1,65 @@
+"""tinlab.report.regress: passes on the reference, fails on planted regressions."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tinlab.__main__ import main
+
+TABLE1 = pd.DataFrame({
+    "model": ["tsn", "tin"], "backbone": ["resnet18"] * 2, "frames": [8, 8], "input_size": [64, 64],
+    "dataset": ["synthetic-motion"] * 2, "gflops": [0.123456, 0.124567], "params": [700000, 703000],
+    "val_top1": [24.3, 84.0], "val_top5": [70.0, 99.0]})
+EQUIVALENCE = pd.DataFrame({"kind": ["functional"], "num_segments": [8], "groups": [2], "reverse": [True],
+                            "boundary": ["zero"], "dtype": ["float64"], "forward_abs": [1e-16], "passed": [True]})
+
+
+def write(folder, table1=TABLE1, equivalence=EQUIVALENCE):
+    folder.mkdir(parents=True, exist_ok=True)
+    table1.to_csv(folder / "table1.csv", index=False)
+    equivalence.to_csv(folder / "equivalence.csv", index=False)
+    return folder
+
+
+def run(tmp_path, fresh: pd.DataFrame, equivalence=EQUIVALENCE, tolerance="2.0") -> int:
+    ref = write(tmp_path / "reference")
+    new = write(tmp_path / "fresh", fresh, equivalence)
+    return main(["regress", "--results", str(new), "--reference", str(ref), "--tolerance", tolerance])
+
+
+def test_passes_on_the_reference(tmp_path, capsys):
+    assert run(tmp_path, TABLE1) == 0
+    assert "nothing moved" in capsys.readouterr().out
+
+
+def test_small_accuracy_change_is_reported_but_passes(tmp_path, capsys):
+    assert run(tmp_path, TABLE1.assign(val_top1=[23.0, 85.0])) == 0
+    out = capsys.readouterr().out
+    assert "val_top1" in out and "REGRESSION" not in out.split("tinlab regress:")[0]
+
+
+@pytest.mark.parametrize("change, metric", [
+    (dict(val_top1=[24.3, 79.0]), "val_top1"),      # TIN lost 5 points
+    (dict(val_top5=[60.0, 99.0]), "val_top5"),
+    (dict(params=[700000, 703001]), "params"),      # the architecture changed
+    (dict(gflops=[0.123456, 0.1246]), "gflops"),
+])
+def test_planted_regression_fails_and_is_named(tmp_path, capsys, change, metric):
+    assert run(tmp_path, TABLE1.assign(**change)) == 1
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if "REGRESSION" in l)
+    assert metric in line and "table1" in line
+
+
+def test_missing_row_and_failed_equivalence_fail(tmp_path, capsys):
+    assert run(tmp_path, TABLE1.iloc[:1]) == 1
+    assert "missing" in capsys.readouterr().out
+    assert run(tmp_path, TABLE1, EQUIVALENCE.assign(passed=[False])) == 1
+    assert "equivalence: functional" in capsys.readouterr().out
+
+
+def test_nothing_to_compare_is_an_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(FileNotFoundError, match="nothing to compare"):
+        main(["regress", "--results", str(tmp_path / "a"), "--reference", str(tmp_path / "b")])
