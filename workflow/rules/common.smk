@@ -1,13 +1,19 @@
 # Helpers shared by the rules: the training variants each table needs, their run-config overrides,
 # and the checks that stop the workflow before anything runs.
 import json
+import os
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from tinlab.engine.config import ConfigError, config_from_dict
 from tinlab.models import default_op_options
+
+# Jobs run `python -m tinlab ...` with the interpreter that runs Snakemake (the project's venv), not
+# whatever `python` PATH finds first (--use-conda prepends its own environment to PATH instead).
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 # The software environment of every job (with --use-conda): the project's own environment.yml.
 CONDA_ENV = str(Path(workflow.basedir) / "environment.yml")
@@ -64,8 +70,9 @@ def table_variants(table):
     if table == "table2":
         return dict(_variant(m, spec["frames"], d) for d in spec["datasets"] for m in spec["models"])
     first, *others = spec["boundary"]
-    grid = [dict(groups=g, reverse=r, boundary=first) for g in spec["groups"] for r in spec["reverse"]]
-    grid += [dict(groups=2, reverse=True, boundary=b) for b in others]
+    common = spec.get("options", {})
+    grid = [dict(common, groups=g, reverse=r, boundary=first) for g in spec["groups"] for r in spec["reverse"]]
+    grid += [dict(common, groups=2, reverse=True, boundary=b) for b in others]
     return dict(_variant("tin", spec["frames"], spec["dataset"], o) for o in grid)
 
 
