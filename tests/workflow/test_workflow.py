@@ -92,6 +92,14 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert list((results / "traces").glob("tin_T4/*.pt.trace.json"))
     print(f"smoke profile: {wall:.0f} s")
 
+    # Accuracy/cost regression against the committed smoke reference (README: "Regression checks").
+    # Smoke accuracies come from 6 validation videos after 1 epoch, so the tolerance is wide; params
+    # and GFLOPs must match exactly and the equivalence cases must stay within bounds.
+    check = subprocess.run([sys.executable, "-m", "tinlab", "regress", "--results", str(results), "--reference",
+                            str(REPO / "results" / "reference" / "smoke"), "--tolerance", "40"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
     # A second invocation finds nothing to do.
     start = time.perf_counter()
     again = snakemake(tmp_path, "--configfile", str(SMOKE))
