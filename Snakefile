@@ -14,6 +14,11 @@ configfile: Path(workflow.basedir) / "workflow/config/default.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+envvars:
+    "PATH",  # jobs get the running interpreter's folder prepended (workflow/rules/common.smk)
+
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -38,8 +38,8 @@ def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
     smoke = snakemake(tmp_path, "-n", "--configfile", str(SMOKE))
     assert smoke.returncode == 0, smoke.stderr
     jobs = jobs_to_run(smoke.stdout)
-    # Tables 1, 2 and 5 share runs: 10 + 3 (appearance) + 4 (ablation, minus the default TIN) = 17.
-    assert jobs["train"] == 17 and jobs["all"] == 1 and jobs["summary"] == 1
+    # Tables 1, 2 and 5 share runs: 10 + 3 (appearance) + 5 (ablation rows, all with shift_div 2).
+    assert jobs["train"] == 18 and jobs["all"] == 1 and jobs["summary"] == 1
 
 
 @pytest.mark.parametrize("override, message", [
