@@ -207,3 +207,20 @@ def test_fused_kernel_equals_pytorch_path(dtype, boundary):
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, **tol)
     assert torch.equal(results[0][0][:, :, 4:], x[:, :, 4:])  # copied rows are untouched
+
+
+def test_kernel_is_used_only_on_what_it_can_read():
+    """Non-contiguous indices or coefficients of another dtype take the PyTorch path, same result."""
+    from tinlab.ops.interlace import _cpu_kernels
+
+    x, o, w = random_case()
+    src0, src1, a0, a1 = interlace_coefficients(o, w, x.shape[1], "zero", x.dtype)
+    rows = x.view(2, 8, 4, -1)
+    assert _cpu_kernels(rows, src0.contiguous(), src1.contiguous(), a0.contiguous(), a1.contiguous()) is not None
+    strided = src0.transpose(1, 2).contiguous().transpose(1, 2)  # same values, non-contiguous
+    assert not strided.is_contiguous()
+    assert _cpu_kernels(rows, strided, src1.contiguous(), a0.contiguous(), a1.contiguous()) is None
+    assert _cpu_kernels(rows, src0.contiguous(), src1.contiguous(), a0.float().contiguous(),
+                        a1.float().contiguous()) is None
+    y = interlace_frames(rows, strided, src1.contiguous(), a0.contiguous(), a1.contiguous())  # direct call
+    torch.testing.assert_close(y.view_as(x), interlace(x, o, w))

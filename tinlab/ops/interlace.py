@@ -91,7 +91,7 @@ def interlace_coefficients(offsets: Tensor, weights: Tensor | None, num_segments
 @torch.library.custom_op("tinlab::interlace_frames", mutates_args=())
 def interlace_frames(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tensor) -> Tensor:
     """``y[n, t, r] = a0 * x[n, src0, r] + a1 * x[n, src1, r]`` for rows r < G, ``x[n, t, r]`` above."""
-    lib = _cpu_kernels(x)
+    lib = _cpu_kernels(x, src0, src1, a0, a1)
     if lib is None:
         return _interlace_frames_torch(x, src0, src1, a0, a1)
     y = torch.empty_like(x)
@@ -103,9 +103,15 @@ def interlace_frames(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tens
     return y
 
 
-def _cpu_kernels(x: Tensor):
-    """The compiled kernels if they apply to x (CPU, float32/64, contiguous), else None."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not x.is_contiguous():
+def _cpu_kernels(x: Tensor, *others: Tensor):
+    """The compiled kernels if they apply (all on CPU and contiguous, x float32/64, indices int64,
+    coefficients of x's dtype: the kernel reads raw pointers), else None (the PyTorch path)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    src0, src1, *coefficients = others
+    if src0.dtype != torch.int64 or src1.dtype != torch.int64 or any(c.dtype != x.dtype for c in coefficients):
+        return None
+    if not all(v.is_contiguous() and v.device == x.device for v in (x, *others)):
         return None
     from ._kernel import kernels
 
@@ -158,8 +164,8 @@ def interlace_frames_backward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor,
                               need_x: bool, need_a0: bool, need_a1: bool
                               ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients w.r.t. x, a0, a1 of :func:`interlace_frames` (empty tensors where not needed)."""
-    lib = _cpu_kernels(x)
-    if lib is None or grad.dtype != x.dtype:
+    lib = _cpu_kernels(x, src0, src1, a0, a1, grad)
+    if lib is None:
         return _interlace_frames_backward_torch(x, src0, src1, a0, a1, grad, need_x, need_a0, need_a1)
     n, t, r = x.shape[:3]
     l = x[0, 0, 0].numel()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-MODEL_ORDER = ["tsn", "tsm", "tin", "rtcn", "tcn", "tada"]
+from .tables import MODEL_ORDER
 
 
 def _pyplot():

@@ -32,7 +32,9 @@ def load_run(path: str | Path) -> dict[str, Any]:
         cfg = m["provenance"]["config"]
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: not a tinlab metrics JSON ({e})") from e
-    options = cfg["model"].get("options") or {}
+    from ..models import default_op_options
+
+    options = {**default_op_options(cfg["model"]["name"]), **(cfg["model"].get("options") or {})}
     row = {
         "model": cfg["model"]["name"], "backbone": cfg["model"]["backbone"],
         "width_mult": cfg["model"]["width_mult"], "small_stem": cfg["model"]["small_stem"],
@@ -41,10 +43,8 @@ def load_run(path: str | Path) -> dict[str, Any]:
         "views": m.get("views_per_video", 1),
         "val_top1": 100 * m["top1"], "val_top5": 100 * m["top5"],
         "pair_accuracy": 100 * m["twins"]["pair_accuracy"] if m.get("twins") else None,
-        "groups": options.get("groups", 2 if cfg["model"]["name"] in ("tin", "rtcn") else None),
-        "reverse": options.get("reverse", True if cfg["model"]["name"] in ("tin", "rtcn") else None),
-        "boundary": options.get("boundary", "zero" if cfg["model"]["name"] in ("tin", "rtcn") else None),
-        "options": json.dumps(options, sort_keys=True), "epochs": cfg["optim"]["epochs"],
+        "groups": options.get("groups"), "reverse": options.get("reverse"), "boundary": options.get("boundary"),
+        "options": json.dumps(cfg["model"].get("options") or {}, sort_keys=True), "epochs": cfg["optim"]["epochs"],
         "seed": cfg["run"]["seed"], "code_version": m["provenance"].get("code_version"),
         "metrics_file": str(path),
     }
