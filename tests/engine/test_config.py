@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tinlab.engine.config import RECIPES, ConfigError, config_hash, dump_config, load_config
+from tinlab.engine.config import RECIPES, ConfigError, base_for_frames, config_hash, dump_config, load_config
 
 
 def test_recipes_fill_every_null_field():
@@ -64,3 +64,17 @@ def test_hash_ignores_out_only_and_dump_round_trips(tmp_path):
     path.write_text(dump_config(base))
     assert config_hash(load_config(path)) == config_hash(base)
     assert set(RECIPES["paper"]) == set(RECIPES["official"])
+
+
+def test_base_for_frames_merges_the_entry_of_those_frames_only():
+    base = {"optim": {"epochs": 20, "lr": 0.02, "milestones": [14, 18]}, "run": {"seed": 0}}
+    by_frames = {16: {"optim": {"epochs": 30, "milestones": [22, 27]}}, "32": {"optim": {"lr": None}}}
+    assert base_for_frames(base, by_frames, 8) == base
+    assert base_for_frames(base, by_frames, 16) == {"optim": {"epochs": 30, "lr": 0.02, "milestones": [22, 27]},
+                                                    "run": {"seed": 0}}
+    assert base_for_frames(base, by_frames, 32)["optim"]["lr"] is None  # None replaces (= the recipe's value)
+    assert base["optim"]["epochs"] == 20  # the input is not modified
+    with pytest.raises(ConfigError, match="key 'sixteen' is not a number of frames"):
+        base_for_frames(base, {"sixteen": {}}, 16)
+    with pytest.raises(ConfigError, match=r"base_by_frames\.16: expected a mapping"):
+        base_for_frames(base, {16: 30}, 16)

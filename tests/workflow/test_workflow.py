@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
+
+from tinlab.engine.config import RECIPES, base_for_frames, config_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "workflow" / "config" / "smoke.yaml"
@@ -29,9 +32,15 @@ def jobs_to_run(out: str) -> dict[str, int]:
 
 
 def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
-    default = snakemake(tmp_path, "-n", "results/table1.csv")
+    default = snakemake(tmp_path, "-n", "-p", "results/table1.csv")
     assert default.returncode == 0, default.stderr
     jobs = jobs_to_run(default.stdout)
+    # base_by_frames: the 16-frame jobs of every model train 30 epochs, the 8-frame ones 20.
+    commands = [line for line in default.stdout.splitlines() if "tinlab train" in line]
+    assert len(commands) == 10
+    for line in commands:
+        epochs = "30" if "num_segments=16" in line else "20"
+        assert f"optim.epochs={epochs} " in line and "optim.warmup_epochs=1.0" in line, line
     # Table 1: 5 models x 2 frame counts, each trained and evaluated once; one dataset generated.
     assert jobs["train"] == 10 and jobs["evaluate"] == 10 and jobs["generate_synthetic_motion"] == 1
     assert "generate_synthetic_appearance" not in jobs and jobs["latency"] == 1
@@ -42,6 +51,30 @@ def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
     assert jobs["train"] == 18 and jobs["all"] == 1 and jobs["summary"] == 1
 
 
+def merged_profile(name: str) -> dict:
+    """default.yaml with a profile merged over it key by key, as `snakemake --configfile` does."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((REPO / "workflow" / "config" / "default.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "workflow" / "config" / f"{name}.yaml").read_text()))
+    return config
+
+
+def test_paper_profile_inherits_nothing_from_the_default_run_config():
+    """A profile extends default.yaml: every training key the CPU profile sets must be reset by the paper
+    profile, or Something-Something runs would silently train with the toy recipe."""
+    config = merged_profile("paper")
+    paper = RECIPES["paper"]
+    for frames in (8, 16):
+        run = config_from_dict(base_for_frames(config["base"], config.get("base_by_frames"), frames))
+        assert {k: getattr(run.optim, k) for k in paper if k != "dropout"} == \
+            {k: v for k, v in paper.items() if k != "dropout"}, frames
+        assert (run.model.backbone, run.model.width_mult, run.data.input_size, run.run.device) == \
+            ("resnet50", 1.0, 224, "cuda")
+    # The ablation interlaces TIN's own quarter of the channels (the toy profile's shift_div 2 is reset).
+    assert config["table5"]["options"] == {"shift_div": 4}
+
+
 @pytest.mark.parametrize("override, message", [
     ("tabel1: {}", "tabel1"),
     ("table1: {dataset: synthetic-motion, models: [tsn, i3d], frames: [8]}", "i3d"),
@@ -49,6 +82,7 @@ def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
     ("table1: {dataset: kinetics, models: [tsn], frames: [8]}", "table1.dataset = 'kinetics'"),
     ("datasets: {something-v1: {root: /nonexistent/sth}}", "/nonexistent/sth"),
     ("base: {optim: {lrr: 0.1}}", "optim.lrr"),
+    ("base_by_frames: {16: {optim: {epochs: -1}}}", "'optim.epochs' = -1"),
 ])
 def test_bad_config_stops_before_anything_runs(tmp_path, override, message):
     bad = tmp_path / "bad.yaml"

@@ -228,6 +228,33 @@ def config_from_dict(raw: dict[str, Any], where: str = "<config>") -> Config:
     return cfg
 
 
+def merge_nested(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: mappings merge key by key, any other value (``None`` included) replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge_nested(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def base_for_frames(base: dict[str, Any], by_frames: dict[Any, Any] | None, frames: int,
+                    where: str = "base_by_frames") -> dict[str, Any]:
+    """The run config of a ``frames``-frame job: ``base`` with ``by_frames[frames]`` merged over it.
+
+        >>> base_for_frames({"optim": {"epochs": 20, "lr": 0.02}}, {16: {"optim": {"epochs": 30}}}, 16)
+        {'optim': {'epochs': 30, 'lr': 0.02}}
+    """
+    table: dict[int, Any] = {}
+    for key, value in (by_frames or {}).items():
+        try:
+            table[int(key)] = value
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: key {key!r} is not a number of frames") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}.{key}: expected a mapping of run-config sections, got {value!r}")
+    return merge_nested(base, table.get(int(frames), {}))
+
+
 def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> Config:
     """Read ``path`` (None: all defaults), apply ``key.sub=value`` overrides, validate, fill the recipe.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from tinlab.engine.config import ConfigError, config_from_dict
+from tinlab.engine.config import ConfigError, base_for_frames, config_from_dict
 from tinlab.models import default_op_options
 
 # Jobs run `python -m tinlab ...` with the interpreter that runs Snakemake (the project's venv), not
@@ -20,6 +20,7 @@ CONDA_ENV = str(Path(workflow.basedir) / "environment.yml")
 RUNS = config["runs_dir"]
 DATASETS = config["datasets"]
 MODEL_OPTIONS = config.get("model_options", {})
+BASE_BY_FRAMES = config.get("base_by_frames", {})
 
 
 def _check_config():
@@ -35,8 +36,12 @@ def _check_config():
         if "generate" not in spec and not Path(spec["root"]).is_dir():
             raise WorkflowError(f"config: datasets.{name}.root = {spec['root']!r} does not exist; point it at "
                                 f"the dataset's frames and list files (README: 'Bring your own data')")
-    try:  # the engine's own validation of the base run config (unknown keys, types, names)
+    frames = set(config["table1"]["frames"]) | {config["table2"]["frames"], config["table5"]["frames"]}
+    try:  # the engine's own validation of every run config (unknown keys, types, names)
         config_from_dict(config["base"], "config: base")
+        for t in sorted(frames):
+            config_from_dict(base_for_frames(config["base"], BASE_BY_FRAMES, t),
+                             f"config: base merged with base_by_frames for {t} frames")
     except ConfigError as e:
         raise WorkflowError(str(e)) from None
 
@@ -88,10 +93,11 @@ def _flatten(prefix, value):
 
 
 def train_overrides(wildcards):
-    """The --set arguments of one run: the base config, then the variant (shell-quoted)."""
+    """The --set arguments of one run: the base config (with its frames' base_by_frames entry merged
+    over it), then the variant (shell-quoted)."""
     v = VARIANTS[wildcards.variant]
     ds = DATASETS[v["dataset"]]
-    base = json.loads(json.dumps(config["base"]))  # deep copy
+    base = json.loads(json.dumps(base_for_frames(config["base"], BASE_BY_FRAMES, v["frames"])))  # deep copy
     base.setdefault("model", {}).update(name=v["model"], options=v["options"])
     base.setdefault("data", {}).update(dataset=v["dataset"], root=ds["root"], num_segments=v["frames"],
                                        preset=ds.get("preset", {}))
