@@ -1,0 +1,110 @@
+"""Render the README's reference tables from the committed default-profile results.
+
+    python workflow/scripts/readme_reference.py [--reference results/reference] [--readme README.md] [--check]
+
+Replaces the text between ``<!-- reference-tables:begin -->`` and ``<!-- reference-tables:end -->`` in
+the README with Tables 1, 2 and 5 and the latency ratios, read from ``results/reference/*.csv`` and their
+provenance, so every number there comes from a committed result file. ``--check`` exits 1 when the
+README is not up to date instead of rewriting it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+BEGIN, END = "<!-- reference-tables:begin -->", "<!-- reference-tables:end -->"
+
+
+def _provenance(path: Path) -> dict:
+    return json.loads(path.with_name(path.name + ".provenance.json").read_text())
+
+
+def _md(frame: pd.DataFrame, floatfmt: str = ".1f") -> str:
+    """Markdown with every float formatted by ``floatfmt`` (NaN as "–"); strings are kept as written."""
+    cells = frame.apply(lambda col: col.map(
+        lambda v: "–" if isinstance(v, float) and v != v else format(v, floatfmt) if isinstance(v, float) else str(v)))
+    align = ["left" if c in ("model", "dataset", "boundary", "reverse offsets") else "right" for c in frame]
+    return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def table1(ref: Path) -> str:
+    t = pd.read_csv(ref / "table1.csv")
+    out = pd.DataFrame({
+        "model": t.model, "frames": t.frames, "epochs": t.epochs,
+        "GFLOPs/video": t.gflops.map(lambda v: f"{v:.4f}"), "params (M)": t.params.map(lambda v: f"{v / 1e6:.3f}"),
+        "top-1": t.val_top1, "top-5": t.val_top5, "twin pair acc.": t.pair_accuracy, "latency (ms)": t.latency_ms})
+    return _md(out)
+
+
+def table2(ref: Path) -> str:
+    t = pd.read_csv(ref / "table2.csv")
+    return _md(pd.DataFrame({"dataset": t.dataset, "model": t.model, "frames": t.frames, "top-1": t.val_top1,
+                             "top-5": t.val_top5, "twin pair acc.": t.pair_accuracy}))
+
+
+def table5(ref: Path) -> str:
+    t = pd.read_csv(ref / "table5.csv")
+    return _md(pd.DataFrame({"offset groups": t.groups, "reverse offsets": t.reverse, "boundary": t.boundary,
+                             "top-1": t.val_top1, "top-5": t.val_top5, "twin pair acc.": t.pair_accuracy,
+                             "params": t.params}))
+
+
+def latency_ratios(ref: Path) -> str:
+    t = pd.read_csv(ref / "latency.csv")
+    t = t[t.kind == "model"].set_index(["name", "mode", "frames"]).median_ms
+    rows = []
+    for frames in sorted({f for _, _, f in t.index}):
+        row = {"frames": int(frames)}
+        for mode, label in (("infer", "inference"), ("train", "train step")):
+            if ("tin", mode, frames) in t.index:
+                row[f"TIN / TSM ({label})"] = t["tin", mode, frames] / t["tsm", mode, frames]
+                row[f"r-TCN / TIN ({label})"] = t["rtcn", mode, frames] / t["tin", mode, frames]
+        rows.append(row)
+    return _md(pd.DataFrame(rows), floatfmt=".2f")
+
+
+def render(ref: Path, shown: str) -> str:
+    """The tables of ``ref``, which the text names ``shown`` (its path relative to the README)."""
+    prov = _provenance(ref / "table1.csv")
+    header = (f"Code {prov['code_version']}, torch {prov['torch']}, Python {prov['python']}; rendered from "
+              f"`{shown}` by `python workflow/scripts/readme_reference.py`.")
+    parts = [header,
+             f"**Table 1** (`{shown}/table1.csv`; latency: batch 1, CPU, 2 threads):", table1(ref),
+             f"**Table 2** (`{shown}/table2.csv`), temporal-sensitive vs temporal-insensitive data:", table2(ref),
+             f"**Table 5** (`{shown}/table5.csv`), TIN ablation at 8 frames (the default profile interlaces half "
+             "the channels, shift_div 2, in every row: at width 0.25 a quarter of the first stage is too few "
+             "channels for 4 groups plus 4 reverse groups):", table5(ref),
+             f"**Latency ratios** (`{shown}/latency.csv`, same run, interleaved rounds):", latency_ratios(ref)]
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=Path, default=Path("results/reference"))
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README is not up to date")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        sys.exit(f"{args.readme}: expected one {BEGIN} and one {END} marker")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    new = f"{head}{BEGIN}\n{render(args.reference, os.path.relpath(args.reference, args.readme.parent))}\n{END}{tail}"
+    if args.check:
+        if new != text:
+            print(f"{args.readme}: reference tables differ from {args.reference}; run {Path(__file__).name}")
+            return 1
+        return 0
+    tmp = args.readme.with_name(args.readme.name + ".tmp")
+    tmp.write_text(new)
+    tmp.replace(args.readme)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
