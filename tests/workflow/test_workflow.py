@@ -44,6 +44,12 @@ def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
     # Table 1: 5 models x 2 frame counts, each trained and evaluated once; one dataset generated.
     assert jobs["train"] == 10 and jobs["evaluate"] == 10 and jobs["generate_synthetic_motion"] == 1
     assert "generate_synthetic_appearance" not in jobs and jobs["latency"] == 1
+    # Table 5: 7 ablation rows x 3 seeds; the other seeds are named after them, seed 0 (the base seed) not.
+    ablation = snakemake(tmp_path, "-n", "results/table5.csv")
+    assert ablation.returncode == 0, ablation.stderr
+    assert jobs_to_run(ablation.stdout)["train"] == 21
+    names = set(re.findall(r"runs/(tin\S*_T8_synthetic-motion)/train_summary.json", ablation.stdout))
+    assert len(names) == 21 and sum("-seed1_" in n for n in names) == 7 and sum("-seed2_" in n for n in names) == 7
     smoke = snakemake(tmp_path, "-n", "--configfile", str(SMOKE))
     assert smoke.returncode == 0, smoke.stderr
     jobs = jobs_to_run(smoke.stdout)

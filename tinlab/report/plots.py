@@ -54,9 +54,16 @@ def ablation(table5: pd.DataFrame, path: Path) -> Path:
     plt, sns = _pyplot()
     data = table5.assign(variant="G=" + table5.groups.astype(str) + table5.reverse.map({True: " +rev", False: ""}),
                          boundary=table5.boundary.astype(str))
+    if "val_top1_per_seed" in data:  # one point per seed: bars are the mean, whiskers the standard deviation
+        data = data.assign(val_top1=data.val_top1_per_seed.astype(str).str.split(";")).explode("val_top1")
+        data["val_top1"] = data.val_top1.astype(float)
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    sns.barplot(data=data, x="variant", y="val_top1", hue="boundary", ax=ax)
-    ax.set(xlabel="offset groups (+ reverse offsets)", ylabel="val top-1 (%)", title="TIN ablation")
+    sns.barplot(data=data, x="variant", y="val_top1", hue="boundary", errorbar="sd", ax=ax)
+    sns.stripplot(data=data, x="variant", y="val_top1", hue="boundary", dodge=True, palette="dark:black", size=3,
+                  legend=False, ax=ax)
+    seeds = data.groupby(["variant", "boundary"]).size().max()
+    ax.set(xlabel="offset groups (+ reverse offsets)", ylabel="val top-1 (%)",
+           title=f"TIN ablation ({seeds} seed{'s' if seeds > 1 else ''} per bar, whiskers: sd)")
     lo = max(data.val_top1.min() - 10, 0)
     ax.set_ylim(lo, min(data.val_top1.max() + 5, 100))
     return _save(fig, path)

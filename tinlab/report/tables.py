@@ -7,7 +7,8 @@ and parameters at the run's own scale. Accuracies are percentages, as in the pap
 * ``table1``: model, backbone, frames, input size, GFLOPs/video, params, val top-1/top-5 (+ pair
   accuracy between time-reversed twins, inference latency, dataset), TIN paper Table 1 layout.
 * ``table2``: per dataset, TIN paper Table 2 layout.
-* ``table5``: TIN ablation: offset groups x reverse offsets, and the boundary mode (Table 5 layout).
+* ``table5``: TIN ablation: offset groups x reverse offsets, and the boundary mode (Table 5 layout);
+  rows trained with several seeds are averaged (mean, standard deviation and every seed's top-1).
 """
 from __future__ import annotations
 
@@ -73,6 +74,23 @@ def _order(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(_k=key).sort_values(["dataset", "frames", "_k"]).drop(columns="_k")
 
 
+def _over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: accuracies averaged over its seeds, the sample standard deviation of
+    top-1 (NaN for one seed), the seeds and each seed's top-1 (``;``-separated, in seed order)."""
+    keys = ["groups", "reverse", "boundary", "options", "frames", "dataset", "backbone", "input_size"]
+    out = []
+    for _, g in rows.sort_values("seed").groupby(keys, sort=False, dropna=False):
+        first = g.iloc[0].to_dict()
+        first.update(val_top1=g.val_top1.mean(), val_top5=g.val_top5.mean(),
+                     pair_accuracy=g.pair_accuracy.mean() if g.pair_accuracy.notna().any() else None,
+                     val_top1_std=g.val_top1.std(ddof=1) if len(g) > 1 else float("nan"),
+                     seeds=" ".join(str(int(v)) for v in g.seed),
+                     val_top1_per_seed=";".join(f"{v:.4g}" for v in g.val_top1),
+                     metrics_file=" ".join(g.metrics_file))
+        out.append(first)
+    return pd.DataFrame(out)
+
+
 def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = None) -> pd.DataFrame:
     """The columns and row order of ``kind`` (table1 | table2 | table5) from :func:`load_run` rows."""
     if kind == "table1":
@@ -88,10 +106,10 @@ def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = No
         cols = ["dataset", "model", "frames", "val_top1", "val_top5", "pair_accuracy", "gflops", "params",
                 "metrics_file"]
     elif kind == "table5":
-        out = rows[rows.model == "tin"].sort_values(["boundary", "groups", "reverse"],
-                                                     ascending=[False, True, False])
-        cols = ["groups", "reverse", "boundary", "frames", "val_top1", "val_top5", "pair_accuracy", "params",
-                "gflops", "dataset", "metrics_file"]
+        out = _over_seeds(rows[rows.model == "tin"]).sort_values(["boundary", "groups", "reverse"],
+                                                                 ascending=[False, True, False])
+        cols = ["groups", "reverse", "boundary", "frames", "val_top1", "val_top1_std", "val_top5", "pair_accuracy",
+                "seeds", "val_top1_per_seed", "params", "gflops", "dataset", "metrics_file"]
     else:
         raise ValueError(f"unknown table {kind!r}; one of {TABLES}")
     return out[[c for c in cols if c in out]].reset_index(drop=True)

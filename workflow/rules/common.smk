@@ -55,16 +55,23 @@ def _non_default(model, options):
             if defaults.get(k, object()) != v}
 
 
-def variant_name(model, frames, dataset, options=None):
-    """Canonical run name: model, the op options that differ from its defaults, frames, dataset.
-    Changing a model's option changes its name, so only that model's jobs run again."""
+BASE_SEED = config["base"].get("run", {}).get("seed", 0)
+
+
+def variant_name(model, frames, dataset, options=None, seed=None):
+    """Canonical run name: model, the op options that differ from its defaults, the seed if it is not
+    the base seed, frames, dataset. Changing a model's option changes its name, so only that model's
+    jobs run again."""
     parts = [model] + [f"{k}{str(v).lower()}" for k, v in _non_default(model, options).items()]
+    if seed is not None and seed != BASE_SEED:
+        parts.append(f"seed{seed}")
     return f"{'-'.join(parts)}_T{frames}_{dataset}"
 
 
-def _variant(model, frames, dataset, options=None):
-    return variant_name(model, frames, dataset, options), dict(
-        model=model, frames=frames, dataset=dataset, options=_non_default(model, options))
+def _variant(model, frames, dataset, options=None, seed=None):
+    return variant_name(model, frames, dataset, options, seed), dict(
+        model=model, frames=frames, dataset=dataset, options=_non_default(model, options),
+        seed=BASE_SEED if seed is None else seed)
 
 
 def table_variants(table):
@@ -78,7 +85,8 @@ def table_variants(table):
     common = spec.get("options", {})
     grid = [dict(common, groups=g, reverse=r, boundary=first) for g in spec["groups"] for r in spec["reverse"]]
     grid += [dict(common, groups=2, reverse=True, boundary=b) for b in others]
-    return dict(_variant("tin", spec["frames"], spec["dataset"], o) for o in grid)
+    return dict(_variant("tin", spec["frames"], spec["dataset"], o, seed)
+                for o in grid for seed in spec.get("seeds", [BASE_SEED]))
 
 
 VARIANTS = {**table_variants("table1"), **table_variants("table2"), **table_variants("table5")}
@@ -101,6 +109,7 @@ def train_overrides(wildcards):
     base.setdefault("model", {}).update(name=v["model"], options=v["options"])
     base.setdefault("data", {}).update(dataset=v["dataset"], root=ds["root"], num_segments=v["frames"],
                                        preset=ds.get("preset", {}))
+    base.setdefault("run", {}).update(seed=v["seed"])
     return " ".join(f"--set {shlex.quote(f'{k}={json.dumps(val)}')}" for k, val in _flatten("", base))
 
 

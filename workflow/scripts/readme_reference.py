@@ -49,9 +49,14 @@ def table2(ref: Path) -> str:
 
 def table5(ref: Path) -> str:
     t = pd.read_csv(ref / "table5.csv")
-    return _md(pd.DataFrame({"offset groups": t.groups, "reverse offsets": t.reverse, "boundary": t.boundary,
-                             "top-1": t.val_top1, "top-5": t.val_top5, "twin pair acc.": t.pair_accuracy,
-                             "params": t.params}))
+    out = pd.DataFrame({"offset groups": t.groups, "reverse offsets": t.reverse, "boundary": t.boundary,
+                        "top-1": t.val_top1, "top-5": t.val_top5, "twin pair acc.": t.pair_accuracy,
+                        "params": t.params})
+    if "val_top1_std" in t:  # several seeds per row: mean ± sample standard deviation, and every seed
+        out["top-1"] = [f"{m:.1f} ± {sd:.1f}" if sd == sd else f"{m:.1f}" for m, sd in zip(t.val_top1, t.val_top1_std)]
+        out.insert(4, "top-1 per seed", t.val_top1_per_seed.astype(str).map(
+            lambda v: " / ".join(f"{float(x):.1f}" for x in v.split(";"))))
+    return _md(out)
 
 
 def latency_ratios(ref: Path) -> str:
@@ -78,7 +83,8 @@ def render(ref: Path, shown: str) -> str:
              f"**Table 2** (`{shown}/table2.csv`), temporal-sensitive vs temporal-insensitive data:", table2(ref),
              f"**Table 5** (`{shown}/table5.csv`), TIN ablation at 8 frames (the default profile interlaces half "
              "the channels, shift_div 2, in every row: at width 0.25 a quarter of the first stage is too few "
-             "channels for 4 groups plus 4 reverse groups):", table5(ref),
+             "channels for 4 groups plus 4 reverse groups; top-1 as mean ± standard deviation over the seeds "
+             "where there are several):", table5(ref),
              f"**Latency ratios** (`{shown}/latency.csv`, same run, interleaved rounds):", latency_ratios(ref)]
     return "\n\n".join(parts)
 

@@ -1,0 +1,29 @@
+"""tinlab/report/tables.py: Table 5 averages each ablation row over its seeds."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from tinlab.report.tables import build_table
+
+
+def _row(groups, reverse, seed, top1, boundary="zero"):
+    return dict(model="tin", groups=groups, reverse=reverse, boundary=boundary, options="{}", frames=8,
+                dataset="synthetic-motion", backbone="resnet18", input_size=48, seed=seed, val_top1=top1,
+                val_top5=100.0, pair_accuracy=top1 + 5, params=1000 + groups, gflops=0.05,
+                metrics_file=f"runs/g{groups}{reverse}_s{seed}/metrics.json")
+
+
+def test_table5_mean_std_and_every_seed():
+    rows = pd.DataFrame([_row(2, True, 1, 70.0), _row(2, True, 0, 80.0), _row(2, True, 2, 90.0),
+                         _row(1, False, 0, 50.0), _row(2, True, 0, 60.0, boundary="clamp")])
+    table = build_table("table5", rows)
+    assert list(zip(table.groups, table.reverse, table.boundary)) == [(1, False, "zero"), (2, True, "zero"),
+                                                                     (2, True, "clamp")]
+    g2 = table.iloc[1]
+    assert g2.val_top1 == 80.0 and g2.val_top1_std == 10.0 and g2.pair_accuracy == 85.0
+    assert g2.seeds == "0 1 2" and g2.val_top1_per_seed == "80;70;90"  # in seed order
+    assert g2.metrics_file.split() == [f"runs/g2True_s{s}/metrics.json" for s in (0, 1, 2)]
+    single = table.iloc[0]
+    assert single.val_top1 == 50.0 and math.isnan(single.val_top1_std) and single.seeds == "0"
