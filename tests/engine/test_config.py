@@ -78,3 +78,8 @@ def test_base_for_frames_merges_the_entry_of_those_frames_only():
         base_for_frames(base, {"sixteen": {}}, 16)
     with pytest.raises(ConfigError, match=r"base_by_frames\.16: expected a mapping"):
         base_for_frames(base, {16: 30}, 16)
+    for bad in (16.5, True, 0):
+        with pytest.raises(ConfigError, match="is not a number of frames"):
+            base_for_frames(base, {bad: {}}, 16)
+    with pytest.raises(ConfigError, match="16 frames appear twice"):
+        base_for_frames(base, {16: {"optim": {"epochs": 30}}, "16": {"optim": {"lr": 0.1}}}, 16)

@@ -63,3 +63,16 @@ def test_nothing_to_compare_is_an_error(tmp_path):
     (tmp_path / "b").mkdir()
     with pytest.raises(FileNotFoundError, match="nothing to compare"):
         main(["regress", "--results", str(tmp_path / "a"), "--reference", str(tmp_path / "b")])
+
+
+def test_table5_means_over_other_seeds_do_not_match(tmp_path, capsys):
+    """A 3-seed mean is not compared with a 1-seed reference value: the row is reported missing."""
+    table5 = pd.DataFrame({"groups": [2], "reverse": [True], "boundary": ["zero"], "frames": [8],
+                           "dataset": ["synthetic-motion"], "seeds": ["0"], "val_top1": [80.0], "params": [1000]})
+    ref, new = write(tmp_path / "reference"), write(tmp_path / "fresh")
+    table5.to_csv(ref / "table5.csv", index=False)
+    table5.assign(seeds=["0 1 2"], val_top1=[81.0]).to_csv(new / "table5.csv", index=False)
+    assert main(["regress", "--results", str(new), "--reference", str(ref)]) == 1
+    assert "seeds=0" in capsys.readouterr().out
+    table5.to_csv(new / "table5.csv", index=False)
+    assert main(["regress", "--results", str(new), "--reference", str(ref)]) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 
 from tinlab.report.tables import build_table
 
@@ -27,3 +28,11 @@ def test_table5_mean_std_and_every_seed():
     assert g2.metrics_file.split() == [f"runs/g2True_s{s}/metrics.json" for s in (0, 1, 2)]
     single = table.iloc[0]
     assert single.val_top1 == 50.0 and math.isnan(single.val_top1_std) and single.seeds == "0"
+
+
+def test_table5_keeps_configurations_apart_and_rejects_a_repeated_seed():
+    rows = pd.DataFrame([_row(2, True, 0, 80.0), {**_row(2, True, 0, 60.0), "epochs": 30}])
+    rows["epochs"] = rows.epochs.fillna(20)
+    assert len(build_table("table5", rows)) == 2  # different epochs: two rows, not one mean
+    with pytest.raises(ValueError, match="same seed"):
+        build_table("table5", pd.DataFrame([_row(2, True, 0, 80.0), _row(2, True, 0, 60.0)]))

@@ -66,6 +66,19 @@ def merged_profile(name: str) -> dict:
     return config
 
 
+def _leaves(tree: dict, prefix: str = "") -> set[str]:
+    return set().union(*[_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+                         for k, v in tree.items()])
+
+
+@pytest.mark.parametrize("profile", ["smoke", "paper"])
+def test_profiles_set_every_run_config_key_of_the_default_profile(profile):
+    """Profiles extend default.yaml key by key: a base key a profile leaves out is silently inherited."""
+    default = yaml.safe_load((REPO / "workflow" / "config" / "default.yaml").read_text())
+    own = yaml.safe_load((REPO / "workflow" / "config" / f"{profile}.yaml").read_text())
+    assert _leaves(default["base"]) - _leaves(own["base"]) == set()
+
+
 def test_paper_profile_inherits_nothing_from_the_default_run_config():
     """A profile extends default.yaml: every training key the CPU profile sets must be reset by the paper
     profile, or Something-Something runs would silently train with the toy recipe."""
@@ -89,6 +102,7 @@ def test_paper_profile_inherits_nothing_from_the_default_run_config():
     ("datasets: {something-v1: {root: /nonexistent/sth}}", "/nonexistent/sth"),
     ("base: {optim: {lrr: 0.1}}", "optim.lrr"),
     ("base_by_frames: {16: {optim: {epochs: -1}}}", "'optim.epochs' = -1"),
+    ("base_by_frames: {16: {run: {seed: 3}}}", "base_by_frames.16.run.seed"),
 ])
 def test_bad_config_stops_before_anything_runs(tmp_path, override, message):
     bad = tmp_path / "bad.yaml"

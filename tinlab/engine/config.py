@@ -246,12 +246,14 @@ def base_for_frames(base: dict[str, Any], by_frames: dict[Any, Any] | None, fram
     """
     table: dict[int, Any] = {}
     for key, value in (by_frames or {}).items():
-        try:
-            table[int(key)] = value
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: key {key!r} is not a number of frames") from None
+        text = str(key).strip()
+        if isinstance(key, bool) or not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"{where}: key {key!r} is not a number of frames")
+        if int(text) in table:  # e.g. 16 from a YAML file and "16" from a JSON one
+            raise ConfigError(f"{where}: {int(text)} frames appear twice (keys {key!r} and another)")
         if not isinstance(value, dict):
             raise ConfigError(f"{where}.{key}: expected a mapping of run-config sections, got {value!r}")
+        table[int(text)] = value
     return merge_nested(base, table.get(int(frames), {}))
 
 

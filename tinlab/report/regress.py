@@ -24,7 +24,7 @@ import pandas as pd
 KEYS = {
     "table1": ["model", "backbone", "frames", "input_size", "dataset"],
     "table2": ["dataset", "model", "frames"],
-    "table5": ["groups", "reverse", "boundary", "frames", "dataset"],
+    "table5": ["groups", "reverse", "boundary", "frames", "dataset", "seeds"],  # a mean over other seeds: no match
     "complexity": ["model", "backbone", "frames", "num_classes", "input_size"],
 }
 EXACT = ["params"]
@@ -39,6 +39,8 @@ def _same_6g(a: float, b: float) -> bool:
 def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tolerance: float) -> list[dict]:
     """One record per compared value that moved (status ok/REGRESSION) or row that went missing."""
     keys = [k for k in KEYS[name] if k in reference and k in fresh]
+    if "seeds" in keys:  # "0" reads as an integer, "0 1 2" as text: compare them as text
+        fresh, reference = (t.astype({"seeds": str}) for t in (fresh, reference))
     merged = reference.merge(fresh, on=keys, how="left", suffixes=("_ref", "_new"), indicator=True)
     out = []
     for _, row in merged.iterrows():

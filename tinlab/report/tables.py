@@ -77,9 +77,13 @@ def _order(frame: pd.DataFrame) -> pd.DataFrame:
 def _over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: accuracies averaged over its seeds, the sample standard deviation of
     top-1 (NaN for one seed), the seeds and each seed's top-1 (``;``-separated, in seed order)."""
-    keys = ["groups", "reverse", "boundary", "options", "frames", "dataset", "backbone", "input_size"]
+    keys = ["groups", "reverse", "boundary", "options", "frames", "dataset", "backbone", "width_mult", "small_stem",
+            "input_size", "num_classes", "views", "epochs"]
     out = []
-    for _, g in rows.sort_values("seed").groupby(keys, sort=False, dropna=False):
+    for _, g in rows.sort_values("seed").groupby([k for k in keys if k in rows], sort=False, dropna=False):
+        if g.seed.duplicated().any():
+            raise ValueError("table5: one configuration has two runs with the same seed: "
+                             + " ".join(g.metrics_file[g.seed.duplicated(keep=False)]))
         first = g.iloc[0].to_dict()
         first.update(val_top1=g.val_top1.mean(), val_top5=g.val_top5.mean(),
                      pair_accuracy=g.pair_accuracy.mean() if g.pair_accuracy.notna().any() else None,

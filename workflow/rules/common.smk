@@ -36,6 +36,10 @@ def _check_config():
         if "generate" not in spec and not Path(spec["root"]).is_dir():
             raise WorkflowError(f"config: datasets.{name}.root = {spec['root']!r} does not exist; point it at "
                                 f"the dataset's frames and list files (README: 'Bring your own data')")
+    for t, entry in BASE_BY_FRAMES.items():
+        if isinstance(entry, dict) and "seed" in (entry.get("run") or {}):
+            raise WorkflowError(f"config: base_by_frames.{t}.run.seed: seeds are set by base.run.seed and "
+                                f"table5.seeds, not per number of frames")
     frames = set(config["table1"]["frames"]) | {config["table2"]["frames"], config["table5"]["frames"]}
     try:  # the engine's own validation of every run config (unknown keys, types, names)
         config_from_dict(config["base"], "config: base")

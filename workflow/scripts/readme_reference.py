@@ -52,7 +52,7 @@ def table5(ref: Path) -> str:
     out = pd.DataFrame({"offset groups": t.groups, "reverse offsets": t.reverse, "boundary": t.boundary,
                         "top-1": t.val_top1, "top-5": t.val_top5, "twin pair acc.": t.pair_accuracy,
                         "params": t.params})
-    if "val_top1_std" in t:  # several seeds per row: mean ± sample standard deviation, and every seed
+    if "val_top1_std" in t and t.val_top1_std.notna().any():  # several seeds per row: mean ± sample standard deviation, and every seed
         out["top-1"] = [f"{m:.1f} ± {sd:.1f}" if sd == sd else f"{m:.1f}" for m, sd in zip(t.val_top1, t.val_top1_std)]
         out.insert(4, "top-1 per seed", t.val_top1_per_seed.astype(str).map(
             lambda v: " / ".join(f"{float(x):.1f}" for x in v.split(";"))))
@@ -66,9 +66,9 @@ def latency_ratios(ref: Path) -> str:
     for frames in sorted({f for _, _, f in t.index}):
         row = {"frames": int(frames)}
         for mode, label in (("infer", "inference"), ("train", "train step")):
-            if ("tin", mode, frames) in t.index:
-                row[f"TIN / TSM ({label})"] = t["tin", mode, frames] / t["tsm", mode, frames]
-                row[f"r-TCN / TIN ({label})"] = t["rtcn", mode, frames] / t["tin", mode, frames]
+            for num, den, name in (("tin", "tsm", "TIN / TSM"), ("rtcn", "tin", "r-TCN / TIN")):
+                if (num, mode, frames) in t.index and (den, mode, frames) in t.index:
+                    row[f"{name} ({label})"] = t[num, mode, frames] / t[den, mode, frames]
         rows.append(row)
     return _md(pd.DataFrame(rows), floatfmt=".2f")
 
