@@ -56,6 +56,13 @@ def test_tada_identity_calibration_at_init_then_per_frame_kernels():
     with torch.no_grad():
         conv.route.b.weight.normal_(0, 0.3)
     torch.testing.assert_close(conv(x), tada_per_frame_reference(conv, x))
+    # Gradients (input and every parameter, routing included) equal the per-frame-kernel computation's.
+    xr = x.detach().clone().requires_grad_()
+    g = torch.randn_like(conv(x))
+    fast = torch.autograd.grad(conv(xr), [xr, *conv.parameters()], g)
+    slow = torch.autograd.grad(tada_per_frame_reference(conv, xr), [xr, *conv.parameters()], g)
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b)
     xs = torch.randn(2 * 4, 8, 3, 3, dtype=D, requires_grad=True)
     assert torch.autograd.gradcheck(conv, (xs,))
 

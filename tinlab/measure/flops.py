@@ -142,7 +142,7 @@ def flop_counter_mapping() -> dict[Any, Callable[..., int]]:
         aten.mean: per_input, aten._adaptive_avg_pool2d: per_input,
         aten.avg_pool3d: avg_pool, aten.avg_pool2d: avg_pool,
         torch.ops.tinlab.leading_row_mean:
-            lambda x_shape, channels, *args, out_shape=None, **kwargs: 2 * prod(out_shape) * x_shape[-1],
+            lambda x_shape, rows, *args, out_shape=None, **kwargs: 2 * prod(out_shape) * x_shape[-1],
         torch.ops.tinlab.interlace_frames:
             lambda x_shape, src_shape, *args, **kwargs: 4 * _interlaced_elements(x_shape, src_shape),
     }

@@ -103,7 +103,8 @@ def _autocast(s: Setting, device: torch.device):
 
 
 def model_candidates(s: Setting, models: list[str], modes: list[str]) -> tuple[dict, dict]:
-    """Callables timing each (model, mode), and the built models (for traces)."""
+    """Callables timing each (model, mode), and the built models (for traces). The callables do not
+    switch the model's mode: :func:`run_latency` times one mode at a time with the models set to it."""
     device = torch.device(s.device)
     fns, built = {}, {}
     clip = torch.randn(s.batch, s.frames, 3, s.size, s.size, device=device)
@@ -117,7 +118,6 @@ def model_candidates(s: Setting, models: list[str], modes: list[str]) -> tuple[d
         built[name] = model
         if "infer" in modes:
             def infer(model=model):
-                model.eval()
                 with torch.inference_mode(), _autocast(s, device):
                     model(clip)
             fns[(name, "infer")] = infer
@@ -125,7 +125,6 @@ def model_candidates(s: Setting, models: list[str], modes: list[str]) -> tuple[d
             opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
 
             def train_step(model=model, opt=opt):
-                model.train()
                 opt.zero_grad(set_to_none=True)
                 with _autocast(s, device):
                     loss = nn.functional.cross_entropy(model(clip), target)
@@ -160,23 +159,23 @@ def op_candidates(s: Setting, ops: list[str], channels: int, size: int, modes: l
     return fns
 
 
-def _rows(kind: str, times: dict, s: Setting, clips: int, extra: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(kind: str, times: dict, s: Setting, extra: dict[str, Any]) -> list[dict[str, Any]]:
     from ..utils.provenance import device_name
 
     setting = {k: v for k, v in asdict(s).items() if k not in ("model_kwargs", "rounds", "warmup")}
+    common = {**setting, "device_name": device_name(s.device), "torch": torch.__version__}
     rows = []
     for (name, mode), samples in times.items():
         stats = summarize(samples)
-        rows.append({"kind": kind, "name": name, "mode": mode, **setting,
-                     "device_name": device_name(s.device), "torch": torch.__version__, **stats,
-                     "clips_per_s": clips / (stats["median_ms"] / 1e3), **extra})
+        rows.append({"kind": kind, "name": name, "mode": mode, **common, **stats,
+                     "clips_per_s": s.batch / (stats["median_ms"] / 1e3), **extra})
     by_key = {(r["name"], r["mode"]): r["median_ms"] for r in rows}
+    copy = by_key.get(("copy", "infer"))  # the memory-bound floor of a forward pass
     for r in rows:
         for ref in ("tsn", "tsm"):
             base = by_key.get((ref, r["mode"]))
             r[f"ratio_to_{ref}"] = r["median_ms"] / base if base else None
-        base = by_key.get(("copy", "infer"))  # the memory-bound floor of a forward pass
-        r["ratio_to_copy"] = r["median_ms"] / base if kind == "op" and r["mode"] == "infer" and base else None
+        r["ratio_to_copy"] = r["median_ms"] / copy if kind == "op" and r["mode"] == "infer" and copy else None
     return rows
 
 
@@ -192,19 +191,24 @@ def run_latency(s: Setting, models: list[str], ops: list[str], modes: list[str],
     rows = []
     if models:
         fns, built = model_candidates(s, models, modes)
-        rows += _rows("model", interleaved_times(fns, s.rounds, s.warmup, s.device), s, s.batch,
-                      {"op_channels": None, "op_size": None})
+        times: dict = {}
+        for mode in modes:  # one mode at a time, so no eval()/train() walk of the module tree is timed
+            for model in built.values():
+                model.train(mode == "train")
+            times.update(interleaved_times({k: f for k, f in fns.items() if k[1] == mode}, s.rounds, s.warmup,
+                                           s.device))
+        rows += _rows("model", times, s, {"op_channels": None, "op_size": None})
         if trace_dir:
             for name, model in built.items():
                 record_trace(model, s, Path(trace_dir) / f"{name}_T{s.frames}")
     if ops:
         fns = op_candidates(s, ops, op_channels, op_size, modes)
-        rows += _rows("op", interleaved_times(fns, s.rounds, s.warmup, s.device, inner=3), s, s.batch,
+        rows += _rows("op", interleaved_times(fns, s.rounds, s.warmup, s.device, inner=3), s,
                       {"op_channels": op_channels, "op_size": op_size})
     return pd.DataFrame(rows)
 
 
-def record_trace(model: nn.Module, s: Setting, out_dir: Path, print_summary: bool = True) -> Path:
+def record_trace(model: nn.Module, s: Setting, out_dir: Path) -> Path:
     """A torch.profiler trace of 3 inference steps into ``out_dir`` (TensorBoard / Perfetto)."""
     from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
 
@@ -220,10 +224,9 @@ def record_trace(model: nn.Module, s: Setting, out_dir: Path, print_summary: boo
                 model(clip)
             _synchronize(device)
             prof.step()
-    if print_summary:
-        sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
-        print(f"== {out_dir.name}: per-operator summary (3 steps) ==")
-        print(prof.key_averages().table(sort_by=sort, row_limit=12))
+    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(f"== {out_dir.name}: per-operator summary (3 steps) ==")
+    print(prof.key_averages().table(sort_by=sort, row_limit=12))
     return out_dir
 
 

@@ -25,6 +25,8 @@ Two implementations share this definition:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -96,7 +98,7 @@ def interlace_frames(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tens
         return _interlace_frames_torch(x, src0, src1, a0, a1)
     y = torch.empty_like(x)
     n, t, r = x.shape[:3]
-    l = x[0, 0, 0].numel()
+    l = math.prod(x.shape[3:])
     fn = lib.interlace_fwd_f32 if x.dtype == torch.float32 else lib.interlace_fwd_f64
     fn(x.data_ptr(), src0.data_ptr(), src1.data_ptr(), a0.data_ptr(), a1.data_ptr(), y.data_ptr(),
        n, t, r, src0.shape[2], l, torch.get_num_threads())
@@ -168,7 +170,7 @@ def interlace_frames_backward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor,
     if lib is None:
         return _interlace_frames_backward_torch(x, src0, src1, a0, a1, grad, need_x, need_a0, need_a1)
     n, t, r = x.shape[:3]
-    l = x[0, 0, 0].numel()
+    l = math.prod(x.shape[3:])
     grad_x = torch.empty_like(x) if need_x else x.new_empty(0)
     grad_a0 = torch.empty_like(a0) if need_a0 else a0.new_empty(0)
     grad_a1 = torch.empty_like(a1) if need_a1 else a1.new_empty(0)

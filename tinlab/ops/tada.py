@@ -7,9 +7,9 @@ where ``alpha`` (one factor per input channel) comes from a routing function ove
 
 A convolution is linear in each input channel, so ``conv(x, W * diag(alpha)) = conv(x * alpha, W)``:
 tinlab scales each frame's input channels by alpha and runs ONE ordinary convolution. Outputs and
-gradients are those of the official per-frame-kernel computation (a grouped conv with groups = B * T,
-kept in the tests as the oracle), without its cost: the (B * T)-group convolution is several times
-slower on CPU. FLOPs count what runs: the conv, plus one multiply per input element for the scaling.
+gradients are those of the official per-frame-kernel computation (the tests hold both against a
+per-frame loop that convolves every frame with its own kernel ``alpha * W``), without its cost: the
+official (B * T)-group convolution is several times slower on CPU. FLOPs count what runs: the conv, plus one multiply per input element for the scaling.
 """
 from __future__ import annotations
 

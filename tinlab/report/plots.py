@@ -74,20 +74,20 @@ def offsets_and_weights(offset_csvs: dict[int, Path], out_dir: Path) -> list[Pat
     plt, sns = _pyplot()
     frames = sorted(offset_csvs)
     tables = {t: pd.read_csv(offset_csvs[t]) for t in frames}
+    panels = [("offset", "layer_index", "layer", "mean offset (frames)", "learned offsets", "offsets.png"),
+              ("weight", "frame", "frame", "weight (mean over layers, groups)", "frame weights", "weights.png")]
     paths = []
-    fig, axes = plt.subplots(1, len(frames), figsize=(5 * len(frames), 3.2), squeeze=False)
-    for ax, t in zip(axes[0], frames):
-        d = tables[t][tables[t].kind == "offset"]
-        sns.lineplot(data=d.assign(group=d.group.astype(str)), x="layer_index", y="value", hue="group",
-                     marker="o", ax=ax)
-        ax.set(xlabel="layer", ylabel="mean offset (frames)", title=f"learned offsets, T = {t}")
-    paths.append(_save(fig, out_dir / "offsets.png"))
-    fig, axes = plt.subplots(1, len(frames), figsize=(5 * len(frames), 3.2), squeeze=False)
-    for ax, t in zip(axes[0], frames):
-        d = tables[t][tables[t].kind == "weight"]
-        sns.lineplot(data=d, x="frame", y="value", errorbar=("pi", 50), marker="o", ax=ax)
-        ax.set(xlabel="frame", ylabel="weight (mean over layers, groups)", title=f"frame weights, T = {t}")
-    paths.append(_save(fig, out_dir / "weights.png"))
+    for kind, x, xlabel, ylabel, title, name in panels:
+        fig, axes = plt.subplots(1, len(frames), figsize=(5 * len(frames), 3.2), squeeze=False)
+        for ax, t in zip(axes[0], frames):
+            d = tables[t][tables[t].kind == kind]
+            if kind == "offset":  # one line per offset group
+                sns.lineplot(data=d.assign(group=d.group.astype(str)), x=x, y="value", hue="group", marker="o",
+                             ax=ax)
+            else:  # spread over layers and groups
+                sns.lineplot(data=d, x=x, y="value", errorbar=("pi", 50), marker="o", ax=ax)
+            ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title}, T = {t}")
+        paths.append(_save(fig, out_dir / name))
     return paths
 
 
@@ -108,13 +108,17 @@ def training_curves(summaries: list[Path], path: Path) -> Path:
 
 
 def latency(frame: pd.DataFrame, path: Path) -> Path:
+    """Median latency per model and mode, one panel per number of frames (never averaged across them)."""
     plt, sns = _pyplot()
     data = frame[frame.kind == "model"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    sns.barplot(data=data, x="name", y="median_ms", hue="mode",
-                order=[m for m in MODEL_ORDER if m in set(data.name)], ax=ax)
-    ax.set(xlabel="model", ylabel="median latency (ms)",
-           title=f"{data.device_name.iloc[0]}, batch {data.batch.iloc[0]}, {data.frames.iloc[0]} frames")
+    frames = sorted(data.frames.unique())
+    fig, axes = plt.subplots(1, len(frames), figsize=(6 * len(frames), 3.2), squeeze=False)
+    for ax, t in zip(axes[0], frames):
+        d = data[data.frames == t]
+        sns.barplot(data=d, x="name", y="median_ms", hue="mode", errorbar=None,
+                    order=[m for m in MODEL_ORDER if m in set(d.name)], ax=ax)
+        ax.set(xlabel="model", ylabel="median latency (ms)",
+               title=f"{d.device_name.iloc[0]}, batch {d.batch.iloc[0]}, {t} frames")
     return _save(fig, path)
 
 

@@ -58,8 +58,8 @@ def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, toler
             elif col in SIGNIFICANT:
                 bad = not _same_6g(ref, new)
             else:
-                bad = new < ref - tolerance  # only a drop is a regression
-            if ref != new:
+                bad = not new >= ref - tolerance  # only a drop is a regression; a missing value (NaN) is one
+            if ref != new or bad:
                 out.append({"where": where, "metric": col, "reference": ref, "fresh": new, "delta": new - ref,
                             "status": "REGRESSION" if bad else "ok"})
     return out

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 MODEL_ORDER = ["tsn", "tsm", "tin", "rtcn", "tcn", "tada"]
 TABLES = ("table1", "table2", "table5")
@@ -58,15 +57,11 @@ def load_run(path: str | Path) -> dict[str, Any]:
 def cost(model: str, backbone: str, width_mult: float, small_stem: bool, frames: int, input_size: int,
          num_classes: int, options: str) -> dict[str, float]:
     """GFLOPs per video (one view) and parameters of one configuration."""
-    from .. import create_model
-    from ..measure.flops import flops, parameters
+    from ..measure.complexity import complexity_row
 
-    torch.manual_seed(0)
-    net = create_model(model, backbone=backbone, width_mult=width_mult, small_stem=small_stem,
-                       num_segments=frames, num_classes=num_classes, **json.loads(options))
-    clip = torch.zeros(1, frames, 3, input_size, input_size)
-    with torch.no_grad():
-        return {"gflops": flops(net, clip) / 1e9, "params": parameters(net)}
+    row = complexity_row(model, backbone=backbone, num_segments=frames, num_classes=num_classes,
+                         input_size=input_size, width_mult=width_mult, small_stem=small_stem, **json.loads(options))
+    return {"gflops": row["gflops"], "params": row["params"]}
 
 
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
@@ -85,9 +80,8 @@ def _over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
             raise ValueError("table5: one configuration has two runs with the same seed: "
                              + " ".join(g.metrics_file[g.seed.duplicated(keep=False)]))
         first = g.iloc[0].to_dict()
-        first.update(val_top1=g.val_top1.mean(), val_top5=g.val_top5.mean(),
-                     pair_accuracy=g.pair_accuracy.mean() if g.pair_accuracy.notna().any() else None,
-                     val_top1_std=g.val_top1.std(ddof=1) if len(g) > 1 else float("nan"),
+        first.update(val_top1=g.val_top1.mean(), val_top5=g.val_top5.mean(), pair_accuracy=g.pair_accuracy.mean(),
+                     val_top1_std=g.val_top1.std(ddof=1),  # NaN for one seed
                      seeds=" ".join(str(int(v)) for v in g.seed),
                      val_top1_per_seed=";".join(f"{v:.4g}" for v in g.val_top1),
                      metrics_file=" ".join(g.metrics_file))
@@ -106,7 +100,7 @@ def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = No
         cols = ["model", "backbone", "frames", "input_size", "gflops", "params", "val_top1", "val_top5",
                 "pair_accuracy", "latency_ms", "dataset", "width_mult", "views", "epochs", "metrics_file"]
     elif kind == "table2":
-        out = _order(rows).sort_values(["dataset", "frames"], kind="stable")
+        out = _order(rows)
         cols = ["dataset", "model", "frames", "val_top1", "val_top5", "pair_accuracy", "gflops", "params",
                 "metrics_file"]
     elif kind == "table5":

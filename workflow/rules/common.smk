@@ -132,6 +132,21 @@ def metrics_of(table):
     return [f"{RUNS}/{name}/metrics.json" for name in table_variants(table)]
 
 
+def cli_flags(options, skip=()):
+    """A config mapping as command-line flags: ``--key value`` (lists space-separated), a true boolean as
+    a bare ``--key``, a false one left out."""
+    flags = []
+    for key, value in options.items():
+        flag = f"--{key.replace('_', '-')}"
+        if key in skip or value is False:
+            continue
+        if value is True:
+            flags.append(flag)
+        else:
+            flags.append(f"{flag} {' '.join(map(str, value)) if isinstance(value, list) else value}")
+    return " ".join(flags)
+
+
 def _latency_args():
     """Latency at the experiment's own scale: Table 1's models and frames on the base run config."""
     from tinlab.data import get_preset
@@ -143,10 +158,7 @@ def _latency_args():
             f"--frames {' '.join(map(str, config['table1']['frames']))}",
             f"--backbone {base.model.backbone} --width-mult {base.model.width_mult}",
             f"--size {base.data.input_size} --num-classes {classes or 174}"]
-    args += [f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
-             for k, v in lat.items() if k not in ("threads", "trace")]
-    if base.model.small_stem:
-        args.append("--small-stem")
+    args.append(cli_flags({**lat, "small_stem": base.model.small_stem}, skip=("threads", "trace")))
     return " ".join(args)
 
 

@@ -11,7 +11,7 @@ for _name, _spec in DATASETS.items():
         params:
             name=_name,
             root=lambda w, output: os.path.dirname(output[0]),
-            args=" ".join(f"--{k.replace('_', '-')} {v}" for k, v in _spec["generate"].items()),
+            args=cli_flags(_spec["generate"]),
         log: f"logs/generate/{_name}.log"
         conda: CONDA_ENV
         threads: 2

@@ -15,10 +15,7 @@ rule equivalence:
 rule complexity:
     output: "results/complexity.csv"
     params:
-        args=" ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in config["complexity"].items() if k != "small_stem"
-        ) + (" --small-stem" if config["complexity"].get("small_stem") else ""),
+        args=cli_flags(config["complexity"]),
     log: "logs/complexity.log"
     conda: CONDA_ENV
     threads: 1

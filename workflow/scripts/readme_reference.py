@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from tinlab.utils.provenance import atomic_write_text, provenance_path
+
 BEGIN, END = "<!-- reference-tables:begin -->", "<!-- reference-tables:end -->"
-
-
-def _provenance(path: Path) -> dict:
-    return json.loads(path.with_name(path.name + ".provenance.json").read_text())
 
 
 def _md(frame: pd.DataFrame, floatfmt: str = ".1f") -> str:
@@ -75,13 +73,15 @@ def latency_ratios(ref: Path) -> str:
 
 def render(ref: Path, shown: str) -> str:
     """The tables of ``ref``, which the text names ``shown`` (its path relative to the README)."""
-    prov = _provenance(ref / "table1.csv")
+    prov = json.loads(provenance_path(ref / "table1.csv").read_text())
+    lat = pd.read_csv(ref / "latency.csv").iloc[0]
+    ablation_frames = " / ".join(map(str, sorted(pd.read_csv(ref / "table5.csv").frames.unique())))
     header = (f"Code {prov['code_version']}, torch {prov['torch']}, Python {prov['python']}; rendered from "
               f"`{shown}` by `python workflow/scripts/readme_reference.py`.")
     parts = [header,
-             f"**Table 1** (`{shown}/table1.csv`; latency: batch 1, CPU, 2 threads):", table1(ref),
+             f"**Table 1** (`{shown}/table1.csv`; latency: batch {lat['batch']}, {lat['device_name']}, {lat['dtype']}):", table1(ref),
              f"**Table 2** (`{shown}/table2.csv`), temporal-sensitive vs temporal-insensitive data:", table2(ref),
-             f"**Table 5** (`{shown}/table5.csv`), TIN ablation at 8 frames (the default profile interlaces half "
+             f"**Table 5** (`{shown}/table5.csv`), TIN ablation at {ablation_frames} frames (the default profile interlaces half "
              "the channels, shift_div 2, in every row: at width 0.25 a quarter of the first stage is too few "
              "channels for 4 groups plus 4 reverse groups; top-1 as mean ± standard deviation over the seeds "
              "where there are several):", table5(ref),
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.readme}: reference tables differ from {args.reference}; run {Path(__file__).name}")
             return 1
         return 0
-    tmp = args.readme.with_name(args.readme.name + ".tmp")
-    tmp.write_text(new)
-    tmp.replace(args.readme)
+    atomic_write_text(args.readme, new)
     return 0
 
 
