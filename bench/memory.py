@@ -35,25 +35,21 @@ n, t, c, s = 8, 8, 256, 28
 op = create_temporal_op("tsm" if name == "tsm" else ("rtcn" if name == "rtcn" else "tin"), c, t)
 ctx = torch_path() if name == "tin_torch_path" else torch.enable_grad()
 if name == "tin_gather_reference":  # TIN's fold shifted by the naive gather instead of the fused op
-    def interlaced(rows, offsets, weights):
-        x5 = rows.reshape(rows.shape[0], rows.shape[1], c, -1)
-        y = interlace_reference(x5[:, :, :op.fold].unsqueeze(-1), offsets, weights, op.boundary).squeeze(-1)
-        return torch.cat([y, x5[:, :, op.fold:]], 2).view_as(rows)
-    op.interlaced = interlaced
+    op.interlaced = lambda rows, o, w: op.aggregate_fold(rows, lambda f: interlace_reference(f, o, w, op.boundary))
 with ctx:
     small = torch.randn(2 * t, c, 4, 4, requires_grad=True)
     op(small).sum().backward()  # warm-up: kernels built, libraries loaded
     x = torch.randn(n * t, c, s, s, requires_grad=True)
     grad = torch.randn_like(x)
+    # The peak first: ru_maxrss is a high-water mark, so nothing bigger than x may have run before it.
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    op(x).backward(grad)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda v: saved.append(v) or v, lambda v: v):
         y = op(x)
     storages = {{v.untyped_storage().data_ptr(): v.untyped_storage().nbytes() for v in saved}}
     saved_bytes = sum(storages.values())
-    del y, saved
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    op(x).backward(grad)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({{"saved_bytes": saved_bytes, "peak_kib": peak - before, "input_bytes": x.numel() * 4}}))
 """
 

@@ -24,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tinlab  # noqa: E402
-from tinlab.measure.latency import interleaved_times  # noqa: E402
-from tinlab.ops import create_temporal_op, interlace, interlace_reference  # noqa: E402
+from tinlab.measure import latency  # noqa: E402
+from tinlab.measure.latency import Setting, interleaved_times  # noqa: E402
+from tinlab.ops import interlace, interlace_reference  # noqa: E402
 
 BOUNDS = {
     "tin_fwd/tsm_fwd": 1.5,
@@ -36,6 +36,12 @@ BOUNDS = {
 }
 
 
+# tinlab.measure.latency's candidates (forwards under inference_mode, models in eval mode), by the names
+# of this script's CSV.
+OP_NAMES = {("copy", "infer"): "clone", ("tsm", "infer"): "tsm_fwd", ("tin", "infer"): "tin_fwd",
+            ("rtcn", "infer"): "rtcn_fwd", ("tsm", "train"): "tsm_fwdbwd", ("tin", "train"): "tin_fwdbwd"}
+
+
 def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner: int) -> dict[str, float]:
     """Median seconds per call of each fn over interleaved rounds (tinlab.measure.latency's timer)."""
     times = interleaved_times(fns, rounds, warmup=1, inner=inner)
@@ -43,48 +49,24 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner
 
 
 def op_candidates(batch: int, frames: int, channels: int, size: int) -> dict[str, Callable[[], object]]:
-    torch.manual_seed(0)
-    x = torch.randn(batch * frames, channels, size, size)
-    x5 = x.view(batch, frames, channels, size, size)
+    setting = Setting(batch=batch, frames=frames)
+    ops = latency.op_candidates(setting, ["copy", "tsm", "tin", "rtcn"], channels, size, ["infer", "train"])
+    fns = {OP_NAMES[k]: fn for k, fn in ops.items() if k in OP_NAMES}
+    torch.manual_seed(0)  # the functional form on its own, against the naive gather
+    x5 = torch.randn(batch, frames, channels, size, size)
     offsets = torch.rand(batch, channels // 64) * 4 - 2
     weights = torch.rand(batch, frames, channels // 64) * 2
-    tin = create_temporal_op("tin", channels, frames)
-    tsm = create_temporal_op("tsm", channels, frames)
-    rtcn = create_temporal_op("rtcn", channels, frames)
-    rtcn.load_state_dict(tin.state_dict())
-    xg = x.clone().requires_grad_()
-    grad = torch.randn_like(x)
-
-    def fwd_bwd(op):
-        def run():
-            xg.grad = None
-            op(xg).backward(grad)
-        return run
-
-    return {
-        "clone": lambda: x.clone(),
-        "interlace_fwd": lambda: interlace(x5, offsets, weights),
-        "interlace_reference_fwd": lambda: interlace_reference(x5, offsets, weights),
-        "tsm_fwd": lambda: tsm(x),
-        "tin_fwd": lambda: tin(x),
-        "rtcn_fwd": lambda: rtcn(x),
-        "tsm_fwdbwd": fwd_bwd(tsm),
-        "tin_fwdbwd": fwd_bwd(tin),
-    }
+    fns["interlace_fwd"] = lambda: interlace(x5, offsets, weights)
+    fns["interlace_reference_fwd"] = lambda: interlace_reference(x5, offsets, weights)
+    return fns
 
 
 def model_candidates(batch: int, frames: int, size: int) -> dict[str, Callable[[], object]]:
-    clip = torch.randn(batch, frames, 3, size, size)
-    out = {}
-    for name in ("tsm", "tin"):
-        torch.manual_seed(0)
-        model = tinlab.create_model(name, backbone="resnet50", num_classes=174, num_segments=frames).eval()
-
-        def infer(model=model):
-            with torch.inference_mode():
-                model(clip)
-        out[f"{name}_r50_infer"] = infer
-    return out
+    setting = Setting(batch=batch, frames=frames, size=size, backbone="resnet50", num_classes=174)
+    fns, built = latency.model_candidates(setting, ["tsm", "tin"], ["infer"])
+    for model in built.values():
+        model.eval()
+    return {f"{name}_r50_infer": fn for (name, _), fn in fns.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,8 +70,5 @@ class RegularizedTCN(TemporalInterlace):
     (a ``tin`` state_dict loads into it), kernel radius ``ceil(offset_range)``."""
 
     def interlaced(self, rows: Tensor, offsets: Tensor, weights: Tensor | None) -> Tensor:
-        n, t = rows.shape[:2]
-        x5 = rows.reshape(n, t, self.channels, -1)
-        y = rtcn(x5[:, :, :self.fold].unsqueeze(-1), offsets, weights, self.boundary,
-                 radius=math.ceil(self.offset_range))
-        return torch.cat([y.squeeze(-1), x5[:, :, self.fold:]], 2).view_as(rows)
+        radius = math.ceil(self.offset_range)
+        return self.aggregate_fold(rows, lambda fold: rtcn(fold, offsets, weights, self.boundary, radius=radius))

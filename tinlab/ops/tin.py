@@ -170,6 +170,14 @@ class TemporalInterlace(nn.Module):
         """The whole output, shaped like ``rows`` (N, T, R, Cg, H*W): the fold interlaced, the rest copied."""
         return interlace_rows(rows, offsets, weights, self.boundary)
 
+    def aggregate_fold(self, rows: Tensor, fn) -> Tensor:
+        """Like :meth:`interlaced`, with the fold aggregated by ``fn`` on (N, T, fold, H*W, 1) instead of the
+        fused op (r-TCN's convolution, the naive gather of the benchmarks); the other channels copied."""
+        n, t = rows.shape[:2]
+        x5 = rows.reshape(n, t, self.channels, -1)
+        y = fn(x5[:, :, :self.fold].unsqueeze(-1)).squeeze(-1)
+        return torch.cat([y, x5[:, :, self.fold:]], 2).view_as(rows)
+
     def forward(self, x: Tensor) -> Tensor:
         rows = self._rows(x)  # ONE tensor feeds both consumers: their gradients meet before any reshape
         offsets, weights = self._offsets_and_weights(rows)
