@@ -66,7 +66,7 @@ def main() -> int:
                                  f"data.input_size={args.size}", f"data.batch_size={args.batch_size}",
                                  f"data.num_workers={args.num_workers}", "optim.bn=train", "optim.epochs=100"])
         trainer = Trainer(cfg)
-        engine, bare, data = [], [], []
+        engine, bare = [], []
         for r in range(args.epochs + 1):
             stats = trainer.train_epoch(r)
             seconds, n = bare_epoch(trainer, r)

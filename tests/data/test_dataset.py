@@ -210,6 +210,7 @@ def test_loader_batches_are_reproducible_and_epoch_dependent(motion_root: Path) 
     assert len(first) == 2 and first[0][0].shape == (3, T, 3, 28, 28)  # 8 videos, drop_last
     assert first[0][0].dtype == torch.float32 and first[0][1].dtype == torch.int64
     again = epoch_batches(2, 0)  # worker processes do not change anything
+    assert len(again) == len(first)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
     later = epoch_batches(0, 1)
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, later))

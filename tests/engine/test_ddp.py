@@ -11,27 +11,29 @@ import pytest
 import torch
 
 from tinlab.engine.config import load_config
-from tinlab.engine.runtime import ShardedEpochSampler
+from tinlab.data import EpochRandomSampler
 from tinlab.engine.train import CHECKPOINT, SUMMARY, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shards_cover_the_single_process_batches():
-    from tinlab.data import EpochRandomSampler
     single = EpochRandomSampler(16, seed=3)
     single.set_epoch(2)
     shards = []
     for rank in (0, 1):
-        s = ShardedEpochSampler(16, seed=3, rank=rank, world_size=2)
+        s = EpochRandomSampler(16, seed=3, rank=rank, world_size=2)
         s.set_epoch(2)
         shards.append(list(s))
     order = list(single)
     for step in range(4):  # global batch 4 = 2 per rank
         assert sorted(shards[0][2 * step:2 * step + 2] + shards[1][2 * step:2 * step + 2]) == \
             sorted(order[4 * step:4 * step + 4])
-    val = [list(ShardedEpochSampler(7, 0, r, 2, shuffle=False)) for r in (0, 1)]
-    assert sorted(val[0] + val[1]) == list(range(7))
+    val = [EpochRandomSampler(7, 0, r, 2, shuffle=False) for r in (0, 1)]
+    assert sorted(list(val[0]) + list(val[1])) == list(range(7)) and [len(v) for v in val] == [4, 3]
+    for r in (0, 1):  # 17 videos, 2 ranks: 8 each, the 17th dropped; len() agrees with iteration
+        odd = EpochRandomSampler(17, 3, r, 2)
+        assert len(odd) == len(list(odd)) == 8
 
 
 @pytest.mark.slow

@@ -14,7 +14,6 @@ and never samples the last ``n % T`` frames; here every frame can be drawn.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -257,33 +256,42 @@ def build_dataset(name: str, root: str | Path, *, split: str, num_segments: int,
 
 
 class EpochRandomSampler(Sampler[int]):
-    """A permutation drawn from (seed, epoch) alone, so a resumed run sees the same order."""
+    """A permutation drawn from (seed, epoch) alone, so a resumed run sees the same order.
 
-    def __init__(self, length: int, seed: int = 0) -> None:
-        self.length, self.seed, self.epoch = length, seed, 0
+    Under DDP each process takes rank ``rank``'s share: the same permutation, cut to a multiple of
+    ``world_size`` and dealt round-robin. With a per-process batch of B / world_size, global step b
+    covers exactly the videos a single process with batch B sees at step b. ``shuffle=False`` (sharded
+    evaluation): every video once, in order, no padding.
+
+    Example:
+        >>> [list(EpochRandomSampler(6, seed=0, rank=r, world_size=2)) for r in (0, 1)]
+        [[3, 5, 0], [2, 4, 1]]
+    """
+
+    def __init__(self, length: int, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True) -> None:
+        self.length, self.seed, self.rank, self.world, self.shuffle, self.epoch = (
+            length, seed, rank, world_size, shuffle, 0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.length).tolist())
+        if not self.shuffle:
+            return iter(range(self.rank, self.length, self.world))
+        perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
+        return iter(perm[:len(self) * self.world][self.rank::self.world].tolist())
 
     def __len__(self) -> int:
-        return self.length
-
-
-def _seed_worker(worker_id: int) -> None:
-    # torch seeds each worker from the loader's generator; pass that on to numpy and random for any
-    # third-party code (our own transforms draw from the per-item rng instead).
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
+        if not self.shuffle:
+            return len(range(self.rank, self.length, self.world))
+        return self.length // self.world
 
 
 def build_dataloader(dataset: Dataset, batch_size: int, train: bool, num_workers: int = 0, seed: int = 0,
-                     pin_memory: bool | None = None) -> DataLoader:
+                     pin_memory: bool | None = None, rank: int = 0, world_size: int = 1) -> DataLoader:
     """A loader whose batches depend only on (seed, epoch): shuffled with :class:`EpochRandomSampler`
-    and ``drop_last`` when training, in order otherwise. Call :func:`set_epoch` before each epoch.
+    and ``drop_last`` when training, in order otherwise; under DDP (``world_size`` > 1) this rank's
+    share, ``batch_size`` being the per-process batch. Call :func:`set_epoch` before each epoch.
     Workers are not persistent, so they see the dataset's epoch as set before ``iter(loader)``.
 
     Example::
@@ -294,9 +302,10 @@ def build_dataloader(dataset: Dataset, batch_size: int, train: bool, num_workers
             for clips, labels in loader:  # clips (16, T, 3, H, W), labels (16,)
                 ...
     """
-    sampler = EpochRandomSampler(len(dataset), seed) if train else None
+    sampler = EpochRandomSampler(len(dataset), seed, rank, world_size, shuffle=train) \
+        if train or world_size > 1 else None
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
-                      num_workers=num_workers, drop_last=train, worker_init_fn=_seed_worker,
+                      num_workers=num_workers, drop_last=train,
                       generator=torch.Generator().manual_seed(seed), persistent_workers=False,
                       pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory)
 

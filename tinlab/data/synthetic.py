@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..utils.provenance import current_umask
+
 # Bump whenever the pixels or files written for given parameters change: a dataset on disk with
 # another generator version is treated as generated with different parameters.
 GENERATOR_VERSION = 1
@@ -399,7 +401,7 @@ def generate(name: str, root: str | Path, *, seed: int = 0, num_train: int = 384
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); the dataset should not be
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private (0700); the dataset should not be
         jobs = [(p, split, i, str(tmp / "frames"))
                 for split, count in zip(SPLITS, (num_train, num_val)) for i in range(count)]
         if workers > 1:
@@ -415,20 +417,13 @@ def generate(name: str, root: str | Path, *, seed: int = 0, num_train: int = 384
         spec = DATASETS[name]
         (tmp / "classes.txt").write_text("".join(c + "\n" for c in spec.classes))
         (tmp / "twins.json").write_text(json.dumps(list(spec.twins)) + "\n")
-        part = tmp / "dataset.json.part"
-        part.write_text(json.dumps(_manifest(p, counts), indent=2) + "\n")
-        os.replace(part, tmp / "dataset.json")
+        # Last, in the private folder that becomes root in one rename: no reader sees a partial dataset.
+        (tmp / "dataset.json").write_text(json.dumps(_manifest(p, counts), indent=2) + "\n")
         _install(tmp, root, wanted, overwrite)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return root
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _install(tmp: Path, root: Path, wanted: dict[str, Any], overwrite: bool) -> None:

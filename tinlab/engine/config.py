@@ -192,8 +192,7 @@ def _semantic_checks(cfg: Config, where: str) -> None:
         return ConfigError(f"{where}: key '{key}' = {value!r} is not valid; expected {allowed}")
 
     choices = {"model.name": (cfg.model.name, list_models()), "model.backbone": (cfg.model.backbone, sorted(ARCHS)),
-               "data.dataset": (cfg.data.dataset, sorted(DATASET_PRESETS)),
-               "optim.recipe": (cfg.optim.recipe, sorted(RECIPES)), "optim.bn": (cfg.optim.bn, list(BN_MODES)),
+               "data.dataset": (cfg.data.dataset, sorted(DATASET_PRESETS)), "optim.bn": (cfg.optim.bn, list(BN_MODES)),
                "optim.schedule": (cfg.optim.schedule, list(SCHEDULES)), "run.device": (cfg.run.device, list(DEVICES))}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -207,9 +206,10 @@ def _semantic_checks(cfg: Config, where: str) -> None:
             raise bad(key, value, "an integer >= 1")
     if not 0 <= cfg.model.dropout < 1:
         raise bad("model.dropout", cfg.model.dropout, "a number in [0, 1)")
-    if cfg.optim.lr <= 0 or cfg.data.num_workers < 0:
-        key, value = ("optim.lr", cfg.optim.lr) if cfg.optim.lr <= 0 else ("data.num_workers", cfg.data.num_workers)
-        raise bad(key, value, "a positive number" if key == "optim.lr" else "an integer >= 0")
+    if cfg.optim.lr <= 0:
+        raise bad("optim.lr", cfg.optim.lr, "a positive number")
+    if cfg.data.num_workers < 0:
+        raise bad("data.num_workers", cfg.data.num_workers, "an integer >= 0")
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "<config>") -> Config:

@@ -105,11 +105,12 @@ class _OffsetStats:
         self.sums: dict[str, list[Any]] = {name: [0.0, None, 0] for name, _ in self.layers}
 
     def update(self) -> None:
+        """Add this batch on the device (no sync per layer and batch; :meth:`table` reads the sums once)."""
         for name, m in self.layers:
             s = self.sums[name]
-            s[0] = s[0] + m.last_offsets.double().sum(0).cpu()
+            s[0] = s[0] + m.last_offsets.double().sum(0)
             if m.last_weights is not None:
-                w = m.last_weights.double().sum(0).cpu()
+                w = m.last_weights.double().sum(0)
                 s[1] = w if s[1] is None else s[1] + w
             s[2] += m.last_offsets.shape[0]
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as tdist
-from torch.utils.data import Sampler
+
+from ..utils.provenance import atomic_write
 
 
 @dataclass(frozen=True)
@@ -86,54 +86,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` through a temporary file in the same folder and ``os.replace``: a killed run leaves
-    the previous checkpoint intact, never a truncated one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint should read like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-class ShardedEpochSampler(Sampler[int]):
-    """Rank ``rank``'s share of :class:`tinlab.data.EpochRandomSampler`'s permutation: the same
-    ``default_rng([seed, epoch])`` order, cut to a multiple of ``world_size`` and dealt round-robin.
-
-    With a per-process batch of B / world_size, global step b covers exactly the videos that a single
-    process with batch B sees at step b, so single- and multi-process runs see the same data.
-
-    Example:
-        >>> [list(ShardedEpochSampler(6, seed=0, rank=r, world_size=2)) for r in (0, 1)]
-        [[3, 5, 0], [2, 4, 1]]
-    """
-
-    def __init__(self, length: int, seed: int, rank: int, world_size: int, shuffle: bool = True) -> None:
-        self.length, self.seed, self.rank, self.world, self.shuffle, self.epoch = (
-            length, seed, rank, world_size, shuffle, 0)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _order(self) -> list[int]:
-        if not self.shuffle:  # evaluation: every video once, no padding (counts are all-reduced)
-            return list(range(self.rank, self.length, self.world))
-        perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
-        usable = self.length - self.length % self.world
-        return perm[:usable][self.rank::self.world].tolist()
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._order())
-
-    def __len__(self) -> int:
-        return len(self._order())
+    """``torch.save`` through :func:`tinlab.utils.provenance.atomic_write`: a killed run leaves the previous
+    checkpoint intact, never a truncated one."""
+    return atomic_write(path, lambda f: torch.save(obj, f))

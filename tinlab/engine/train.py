@@ -27,14 +27,13 @@ import torch
 import torch.distributed as tdist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data import build_dataloader, build_dataset, get_preset, set_epoch
 from ..models import Recognizer, create_model
 from ..utils.provenance import atomic_write_text, provenance
 from .config import Config, ConfigError, OptimConfig, config_hash, config_to_dict, dump_config, load_config
-from .runtime import (DistInfo, ShardedEpochSampler, atomic_save, init_distributed, resolve_device,
+from .runtime import (DistInfo, atomic_save, init_distributed, resolve_device,
                       rng_state, seed_everything, set_rng_state)
 
 CHECKPOINT, SUMMARY, BEST = "checkpoint.pt", "train_summary.json", "model_best.pt"
@@ -75,16 +74,6 @@ def build_split(cfg: Config, split: str, views: bool = False):
         raise ConfigError(f"data.preset {d.preset!r}: {e}") from None
     except FileNotFoundError as e:  # name the config key that pointed there
         raise FileNotFoundError(f"data.root = {d.root!r}: {e}") from None
-
-
-def build_loader(dataset, batch_size: int, train: bool, cfg: Config, dist: DistInfo) -> DataLoader:
-    """The data layer's seeded loader, or its per-rank shard under DDP (see ShardedEpochSampler)."""
-    if not dist.enabled:
-        return build_dataloader(dataset, batch_size, train, cfg.data.num_workers, cfg.run.seed)
-    sampler = ShardedEpochSampler(len(dataset), cfg.run.seed, dist.rank, dist.world_size, shuffle=train)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-                      drop_last=train, generator=torch.Generator().manual_seed(cfg.run.seed),
-                      pin_memory=torch.cuda.is_available())
 
 
 def lr_factor(step: int, iters_per_epoch: int, o: OptimConfig) -> float:
@@ -150,8 +139,9 @@ class Trainer:
                               f"{self.dist.world_size} processes")
         batch = cfg.data.batch_size // self.dist.world_size
         self.train_set, self.val_set = build_split(cfg, "train"), build_split(cfg, "val")
-        self.train_loader = build_loader(self.train_set, batch, True, cfg, self.dist)
-        self.val_loader = build_loader(self.val_set, batch, False, cfg, self.dist)
+        shard = dict(rank=self.dist.rank, world_size=self.dist.world_size)
+        self.train_loader = build_dataloader(self.train_set, batch, True, cfg.data.num_workers, cfg.run.seed, **shard)
+        self.val_loader = build_dataloader(self.val_set, batch, False, cfg.data.num_workers, cfg.run.seed, **shard)
         if len(self.train_loader) == 0:
             raise ConfigError(f"data.batch_size = {cfg.data.batch_size} exceeds the {len(self.train_set)} "
                               f"training videos: no full batch")
@@ -229,13 +219,17 @@ class Trainer:
             seen += n
             for name, m in self.interlace:
                 offsets[name] += m.last_offsets.abs().mean() * n
+            # The loss leaves the device only for someone to see it (the finite check above is the one
+            # sync every step needs).
+            loss_value = loss.item() if self.writer is not None or not bar.disable else None
             if self.writer is not None:
                 step = epoch * self.iters_per_epoch + it
-                self.writer.add_scalar("train/loss", loss.item(), step)
+                self.writer.add_scalar("train/loss", loss_value, step)
                 self.writer.add_scalar("train/lr", lr, step)
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}",
-                            clips_s=f"{seen * self.dist.world_size / (time.perf_counter() - start):.1f}")
+            if not bar.disable:
+                bar.set_postfix(loss=f"{loss_value:.3f}",
+                                clips_s=f"{seen * self.dist.world_size / (time.perf_counter() - start):.1f}")
             tick = time.perf_counter()
         bar.close()
         totals = torch.stack([loss_sum, correct, torch.tensor(float(seen), device=self.device),

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import torch
 from torch import Tensor, nn
 
 from ..ops.tin import TemporalInterlace

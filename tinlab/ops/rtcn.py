@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .interlace import BOUNDARIES, _check
+from .interlace import _check
 from .tin import TemporalInterlace
 
 __all__ = ["rtcn", "rtcn_kernel", "RegularizedTCN"]
