@@ -44,14 +44,3 @@ def test_cli_writes_csv_and_provenance(tmp_path, capsys):
     assert {"code_version", "torch", "python", "device", "config"} <= set(prov)
     assert "16/16 cases within bounds" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
-
-
-def test_result_files_get_normal_permissions(tmp_path):
-    import os
-
-    from tinlab.utils.provenance import atomic_write_text
-
-    path = atomic_write_text(tmp_path / "a.txt", "x")
-    umask = os.umask(0)
-    os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
