@@ -3,25 +3,29 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The workflow's jobs run `python -m tinlab ...`: the venv comes first on PATH, as if activated.
+SNAKEMAKE := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake
 # The CPU build of torch; GPU users: `make TORCH_SPEC=torch ...` or install torch first (README).
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: main all equivalence complexity test bench-compare ratios clean-venv
 
-$(VENV)/.installed: pyproject.toml
+# setup.py builds the fused TIN kernel (tinlab/ops/csrc/interlace.c) into the install: rebuild when it changes.
+$(VENV)/.installed: pyproject.toml setup.py tinlab/ops/csrc/interlace.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[all]"
 	touch $@
 
-# The main job: the paper's Table 1 for the default experiment (embedded synthetic data, CPU).
+# The main job: the paper's Table 1 for the default experiment (embedded synthetic data, CPU). Run again
+# after an interruption, it redoes the interrupted jobs (a training resumes from its last epoch).
 main: $(VENV)/.installed
-	$(VENV)/bin/snakemake --cores all results/table1.csv
+	$(SNAKEMAKE) --cores all --rerun-incomplete results/table1.csv
 
 # Every table, plot and results/README.md of the default experiment.
 all: $(VENV)/.installed
-	$(VENV)/bin/snakemake --cores all
+	$(SNAKEMAKE) --cores all --rerun-incomplete
 
 # Operator/model speed: the baseline-free ratio check, and pytest-benchmark against the stored baseline.
 ratios: $(VENV)/.installed

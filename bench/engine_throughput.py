@@ -1,4 +1,4 @@
-"""Engine overhead: training clips/s of :class:`tinlab.engine.train.Trainer` vs a bare PyTorch loop on the
+"""Engine overhead: training clips/s of :class:`tinlab.engine.loop.Trainer` vs a bare PyTorch loop on the
 same model, data and batches, and data-loading time vs compute time (a script, not a test).
 
     python bench/engine_throughput.py --epochs 3 --out results/engine_throughput.csv
@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tinlab.data import generate, set_epoch  # noqa: E402
 from tinlab.engine.config import load_config  # noqa: E402
-from tinlab.engine.train import Trainer  # noqa: E402
-from tinlab.utils.provenance import provenance, write_csv  # noqa: E402
+from tinlab.engine.loop import Trainer  # noqa: E402
+from tinlab.utils.io import write_csv  # noqa: E402
+from tinlab.utils.provenance import provenance  # noqa: E402
 
 
 def bare_epoch(trainer: Trainer, epoch: int, batches: list | None = None) -> tuple[float, int]:

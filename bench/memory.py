@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         import pandas as pd
 
         sys.path.insert(0, str(ROOT))
-        from tinlab.utils.provenance import provenance, write_csv
+        from tinlab.utils.io import write_csv
+        from tinlab.utils.provenance import provenance
         write_csv(pd.DataFrame(rows), args.out, provenance({"shape": [8, 8, 256, 28, 28], "threads": 2}))
     return 0
 

@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         import pandas as pd
 
-        from tinlab.utils.provenance import provenance, write_csv
+        from tinlab.utils.io import write_csv
+        from tinlab.utils.provenance import provenance
         frame = pd.DataFrame(rows + [{"ratio": f"{k}_ms", "value": v * 1e3} for k, v in medians.items()])
         write_csv(frame, args.out, provenance({"threads": args.threads, "rounds": args.rounds,
                                                "shape": [8, 8, 256, 28, 28], "models": args.models}))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tinlab.__main__ import main
 from tinlab.data import synthetic
 from tinlab.data.synthetic import (DatasetExistsError, SyntheticParams, add_arguments, dataset_video,
                                    generate, render_video, run)
@@ -180,7 +181,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(parser.parse_args(argv)) == 0
     assert "ready at" in capsys.readouterr().out
     assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["params"]["size"] == 24
-    assert run(parser.parse_args([*argv, "--seed", "1"])) == 2
+    assert main(["generate", *argv, "--seed", "1"]) == 2
     assert "other parameters" in capsys.readouterr().err
-    assert run(parser.parse_args([*argv, "--min-frames", "9"])) == 2
+    assert main(["generate", *argv, "--min-frames", "9"]) == 2
     assert "min_frames <= max_frames" in capsys.readouterr().err

@@ -40,6 +40,18 @@ def test_file_and_overrides(tmp_path):
     ("optim:\n  bn: sync\n", [], "key 'optim.bn' = 'sync'"),
     ("model: [1, 2]\n", [], "'model' must be a mapping"),
     ("", ["optim.lr=-1"], "key 'optim.lr' = -1.0 is not valid"),
+    ("optim:\n  lr: .nan\n", [], "key 'optim.lr' = nan is not valid; expected a finite number in (0, ∞)"),
+    ("optim:\n  lr: .inf\n", [], "key 'optim.lr' = inf is not valid"),
+    ("", ["optim.momentum=-1"], "key 'optim.momentum' = -1.0 is not valid; expected a finite number in [0, 1)"),
+    ("", ["optim.weight_decay=-1"], "key 'optim.weight_decay' = -1.0 is not valid"),
+    ("", ["optim.milestones=[5, 3]"], "key 'optim.milestones' = [5, 3] is not valid; expected increasing epochs"),
+    ("", ["optim.warmup_epochs=50"], "key 'optim.warmup_epochs' = 50.0 is not valid; expected a finite number in [0, 25]"),
+    ("data:\n  input_size: 1\n", [], "key 'data.input_size' = 1 is not valid"),
+    ("", ["run.seed=-1"], "key 'run.seed' = -1 is not valid"),
+    ("", ["data.test_crops=4"], "key 'data.test_crops' = 4 is not valid; expected one of [1, 3, 5, 10]"),
+    ("model:\n  name: tsm\n  options: {shift_div: 8.5}\n", [], "key 'model.options.shift_div' must be int"),
+    ("model:\n  name: tsn\n  options: {shift_div: 8}\n", [], "unknown key 'model.options.shift_div' for model 'tsn'"),
+    ("optim:\n  lr: 0.1\n  lr: 0.2\n", [], "duplicate key 'lr'"),
 ])
 def test_errors_name_file_key_and_value(tmp_path, text, override, expected):
     path = tmp_path / "c.yaml"

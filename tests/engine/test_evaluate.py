@@ -11,7 +11,7 @@ from tinlab.__main__ import main
 from tinlab.engine.evaluate import classification_metrics
 
 REQUIRED = {"top1", "top5", "per_class", "confusion", "views_per_video", "clips_per_s", "wall_seconds",
-            "provenance"}
+            "provenance", "cost", "finished"}
 PROVENANCE = {"config", "config_hash", "code_version", "torch", "python", "device", "seed"}
 
 
@@ -42,7 +42,7 @@ def test_generate_train_evaluate(tmp_path, write_config, model):
     # single-view evaluation of the last checkpoint = the training's last validation
     assert m["top1"] == pytest.approx(summary["final"]["top1"])
     if model == "tsn":
-        assert "offsets" not in m and not (run / "metrics.offsets.csv").exists()
+        assert m["offsets"] == {} and pd.read_csv(run / "metrics.offsets.csv").empty
         return
     table = pd.read_csv(run / "metrics.offsets.csv")
     assert table.layer.nunique() == 8  # every ResNet-18 block has a TIN op
@@ -63,10 +63,17 @@ def test_generate_train_evaluate(tmp_path, write_config, model):
 
 
 def test_evaluate_errors(tmp_path, write_config, capsys):
-    assert main(["evaluate", "--run", str(tmp_path / "missing")]) == 1
-    assert "is not a run directory" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
     config = write_config("tsn")
     assert main(["evaluate", "--config", str(config), "--checkpoint", str(tmp_path / "none.pt"),
-                 "--out", str(tmp_path / "m.json")]) == 1
+                 "--out", str(tmp_path / "m.json")]) == 2
     assert "none.pt does not exist" in capsys.readouterr().err
+    truncated = tmp_path / "half.pt"
+    torch.save({"model": torch.nn.Linear(300, 300).state_dict()}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(truncated),
+                 "--out", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{truncated}: not a readable checkpoint" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m.json").exists()

@@ -8,6 +8,7 @@ import torch
 
 from tinlab.__main__ import main
 from tinlab.measure.equivalence import Case, cases, functional_case, model_case, passed, run_equivalence
+from tinlab.ops import rtcn
 
 
 def test_every_functional_case_is_within_bounds():
@@ -26,12 +27,15 @@ def test_model_cases_within_bounds():
         assert passed(case, errors), (case, errors)
 
 
-def test_bounds_can_fail():
-    """A deliberately different offset must break the bound (the check is not vacuous)."""
+def test_the_bounds_catch_a_tiny_real_difference(monkeypatch):
+    """Plant a defect: r-TCN built from offsets 1e-9 frames off. The float64 bound must catch it."""
+    import tinlab.measure.equivalence as equivalence
+
     case = Case("functional", 8, 2, True, "zero", torch.float64)
+    assert passed(case, functional_case(case))
+    monkeypatch.setattr(equivalence, "rtcn", lambda x, o, w, b: rtcn(x, o + 1e-9, w, b))
     errors = functional_case(case)
-    assert passed(case, errors)
-    assert not passed(case, {**errors, "grad_x_abs": 1e-9})
+    assert not passed(case, errors) and errors["forward_abs"] > 1e-12
 
 
 def test_cli_writes_csv_and_provenance(tmp_path, capsys):

@@ -1,6 +1,9 @@
 """tinlab.measure.flops: fvcore counts with tinlab's handles, cross-checked with torch's counter."""
 from __future__ import annotations
 
+import importlib
+from math import prod
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -8,22 +11,69 @@ from torch.utils.flop_counter import FlopCounterMode
 import tinlab
 from fvcore.nn import FlopCountAnalysis
 
-from tinlab.measure.flops import FLOP_HANDLES, flop_analysis, flop_counter_mapping, flops, parameters
+from tinlab.measure.flops import FLOP_HANDLES, flop_analysis, flops, parameters
 from tinlab.ops import interlace
+
+# Modules by name (``tinlab.ops.interlace`` is also a function of the package).
+flops_module, interlace_module, tin_module = (importlib.import_module(f"tinlab.{m}") for m in
+                                              ("measure.flops", "ops.interlace", "ops.tin"))
 
 SMALL = dict(backbone="resnet18", num_classes=10, width_mult=0.5, small_stem=True)
 
+# The independent side of the cross-check: torch's FlopCounterMode counts what actually runs, with
+# torch's own formulas for convolutions and matmuls (2 per multiply-add) and one generic rule per
+# elementwise aten op (the convention of the module doc: a multiply or a multiply-add is 1, a mean 1
+# per input element). tinlab's fused ops get NO formula here: they run as their plain PyTorch
+# decompositions, whose multiplies are counted like any others. A wrong handle in FLOP_HANDLES (say 1
+# instead of 2 per interlaced element) therefore disagrees with this count.
+# Index arithmetic on integer tensors (the decomposition's row numbers) is not model arithmetic: the
+# rules see raw tensors (``_get_raw``) and count floating-point results only.
+aten = torch.ops.aten
+
+
+def _rule(count):
+    def formula(*args, out_val=None, **kwargs):
+        return 2 * count(*args, out=out_val) if out_val.is_floating_point() else 0
+    formula._get_raw = True
+    return formula
+
+
+_per_output = _rule(lambda *args, out: out.numel())
+_per_input = _rule(lambda x, *args, out: x.numel())
+_pool = _rule(lambda x, kernel, *args, out: out.numel() * prod(kernel))
+ELEMENTWISE = {aten.mul: _per_output, aten.mul_: _per_output, aten.div: _per_output, aten.div_: _per_output,
+               aten.addcmul: _per_output, aten.addcmul_: _per_output, aten.mean: _per_input,
+               aten._adaptive_avg_pool2d: _per_input, aten.avg_pool3d: _pool, aten.avg_pool2d: _pool}
+
+
+def counted_as_decomposed(model: torch.nn.Module, clip: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Multiply-adds of ``model(clip)`` by FlopCounterMode, tinlab's custom ops run as plain PyTorch."""
+    with monkeypatch.context() as m:
+        m.setattr(interlace_module, "interlace_frames", interlace_module._interlace_frames_torch)
+        m.setattr(tin_module, "leading_row_mean", lambda x, rows: x[:, :, :rows].mean(-1).flatten(2))
+        with FlopCounterMode(display=False, custom_mapping=ELEMENTWISE) as counter, torch.no_grad():
+            model.eval()(clip)
+    total = counter.get_total_flops()
+    assert total % 2 == 0
+    return total // 2
+
 
 @pytest.mark.parametrize("name", tinlab.list_models())
-def test_fvcore_agrees_with_torch_flop_counter_halved(name):
+def test_fvcore_agrees_with_torch_flop_counter_on_the_decomposed_ops(name, monkeypatch):
     m = tinlab.create_model(name, num_segments=8, **SMALL).eval()
     clip = torch.randn(1, 8, 3, 16, 16)
     analysis = flop_analysis(m, clip)
     assert not analysis.unsupported_ops(), dict(analysis.unsupported_ops())
-    with FlopCounterMode(display=False, custom_mapping=flop_counter_mapping()) as counter, torch.no_grad():
-        m(clip)
-    assert flops(m, clip) == counter.get_total_flops() // 2
-    assert counter.get_total_flops() % 2 == 0
+    assert flops(m, clip) == counted_as_decomposed(m, clip, monkeypatch)
+
+
+def test_the_cross_check_catches_a_wrong_handle(monkeypatch):
+    """Plant a defect: TIN's fused op counted once per element instead of twice."""
+    m, clip = tinlab.create_model("tin", num_segments=8, **SMALL).eval(), torch.randn(1, 8, 3, 16, 16)
+    wrong = lambda inputs, outputs: flops_module._interlaced_elements(
+        flops_module.get_shape(inputs[0]), flops_module.get_shape(inputs[1]))
+    monkeypatch.setitem(FLOP_HANDLES, "tinlab::interlace_frames", wrong)
+    assert flops(m, clip) < counted_as_decomposed(m, clip, monkeypatch)
 
 
 def test_temporal_ops_arithmetic_is_counted():

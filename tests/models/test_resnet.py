@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from tinlab.errors import CheckpointError
 from tinlab.models import ResNet, create_model, load_pretrained
 from tinlab.ops import TemporalShift
 
@@ -83,9 +84,9 @@ def test_load_reports_temporal_keys_and_errors_name_file_and_keys(tmp_path):
     info = load_pretrained(create_model("tin", backbone="resnet18").backbone, path)
     assert info["ignored"] == ["fc.bias", "fc.weight"]
     assert all(".temporal." in k for k in info["missing_temporal"]) and info["missing_temporal"]
-    with pytest.raises(KeyError, match="resnet18.pth.*lacks"):
+    with pytest.raises(CheckpointError, match="resnet18.pth.*lacks"):
         load_pretrained(ResNet("resnet50"), path)
-    with pytest.raises(ValueError, match="shape mismatch.*width_mult=0.5"):
+    with pytest.raises(CheckpointError, match="shape mismatch.*width_mult=0.5"):
         load_pretrained(ResNet("resnet18", width_mult=0.5), path)
-    with pytest.raises(FileNotFoundError, match="nope.pth"):
+    with pytest.raises(CheckpointError, match="nope.pth does not exist"):
         load_pretrained(ResNet("resnet18"), tmp_path / "nope.pth")

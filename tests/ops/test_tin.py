@@ -108,13 +108,15 @@ def test_offset_range_bounds_offsets():
     torch.testing.assert_close(offsets[:, :2], torch.full((2, 2), 0.5))  # same +0.5 start for any range
 
 
-def test_record_keeps_device_tensors_only_when_asked():
-    op = TemporalInterlace(32, 8)
-    op(torch.randn(16, 32, 2, 2))
-    assert op.last_offsets is None
-    op.record = True
-    op(torch.randn(16, 32, 2, 2))
-    assert op.last_offsets.shape == (2, 2) and not op.last_offsets.requires_grad
+def test_offsets_and_weights_are_readable_through_forward_hooks():
+    """Analysis reads offset_net / weight_net outputs with hooks; they are the op's own offsets and weights."""
+    op, x, seen = TemporalInterlace(32, 8), torch.randn(16, 32, 2, 2), {}
+    op.offset_net.register_forward_hook(lambda m, i, out: seen.update(offsets=out.detach()))
+    op.weight_net.register_forward_hook(lambda m, i, out: seen.update(weights=out.detach()))
+    op(x)
+    offsets, weights = op.offsets_and_weights(x)  # reverse groups appended
+    assert torch.equal(seen["offsets"], offsets[:, :2]) and torch.equal(seen["weights"], weights[:, :, :2])
+    assert seen["offsets"].shape == (2, 2) and seen["weights"].shape == (2, 8, 2)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -21,7 +21,7 @@ def write(folder, table1=TABLE1, equivalence=EQUIVALENCE):
     return folder
 
 
-def run(tmp_path, fresh: pd.DataFrame, equivalence=EQUIVALENCE, tolerance="2.0") -> int:
+def run(tmp_path, fresh: pd.DataFrame, equivalence=EQUIVALENCE, tolerance: str = "2.0") -> int:
     ref = write(tmp_path / "reference")
     new = write(tmp_path / "fresh", fresh, equivalence)
     return main(["regress", "--results", str(new), "--reference", str(ref), "--tolerance", tolerance])
@@ -58,11 +58,54 @@ def test_missing_row_and_failed_equivalence_fail(tmp_path, capsys):
     assert "equivalence: functional" in capsys.readouterr().out
 
 
-def test_nothing_to_compare_is_an_error(tmp_path):
+def test_nothing_to_compare_and_unreadable_input_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    with pytest.raises(FileNotFoundError, match="nothing to compare"):
-        main(["regress", "--results", str(tmp_path / "a"), "--reference", str(tmp_path / "b")])
+    assert main(["regress", "--results", str(tmp_path / "a"), "--reference", str(tmp_path / "b")]) == 2
+    assert "nothing to compare" in capsys.readouterr().err
+    assert main(["regress", "--results", str(tmp_path / "nope"), "--reference", str(tmp_path / "b")]) == 2
+    assert f"--results {tmp_path / 'nope'} is not a folder" in capsys.readouterr().err
+    ref = write(tmp_path / "reference")
+    (tmp_path / "a" / "table1.csv").write_text("")
+    assert main(["regress", "--results", str(tmp_path / "a"), "--reference", str(ref)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a' / 'table1.csv'}: not a readable results table" in err and len(err.splitlines()) == 1
+
+
+def test_a_rise_beyond_the_tolerance_is_flagged_unless_one_sided(tmp_path, capsys):
+    assert run(tmp_path, TABLE1.assign(val_top1=[40.0, 84.0])) == 1  # TSN far above chance: suspicious
+    assert "RISE" in capsys.readouterr().out
+    new = tmp_path / "fresh"
+    assert main(["regress", "--results", str(new), "--reference", str(tmp_path / "reference"), "--tolerance", "2",
+                 "--one-sided"]) == 0
+
+
+@pytest.mark.parametrize("drop", ["val_top1", "model"])
+def test_a_fresh_table_lacking_a_compared_or_key_column_is_a_regression(tmp_path, capsys, drop):
+    """Before: a missing val_top1 printed 'nothing moved', a missing model column cross-joined the rows."""
+    assert run(tmp_path, TABLE1.drop(columns=[drop])) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and drop in out and "nothing moved" not in out
+
+
+def test_reference_tables_not_produced_are_listed_not_failed_unless_required(tmp_path, capsys):
+    ref = write(tmp_path / "reference")
+    TABLE1.to_csv(ref / "table2.csv", index=False)
+    new = write(tmp_path / "fresh")
+    assert main(["regress", "--results", str(new), "--reference", str(ref)]) == 0
+    assert "not produced (not compared): table2" in capsys.readouterr().out
+    assert main(["regress", "--results", str(new), "--reference", str(ref), "--require", "table1", "table2"]) == 1
+    assert main(["regress", "--results", str(new), "--reference", str(ref), "--require", "table5"]) == 2
+    assert "has no table5.csv" in capsys.readouterr().err
+
+
+def test_tolerances_from_the_reference_folder(tmp_path, capsys):
+    ref = write(tmp_path / "reference")
+    (ref / "tolerances.json").write_text('{"default": 2.0, "table1": {"val_top1": 6.0}}')
+    new = write(tmp_path / "fresh", TABLE1.assign(val_top1=[24.3, 79.0]))  # -5 points: within 6
+    assert main(["regress", "--results", str(new), "--reference", str(ref)]) == 0
+    write(tmp_path / "fresh", TABLE1.assign(val_top5=[70.0, 95.0]))  # -4 points of top-5: default 2 applies
+    assert main(["regress", "--results", str(new), "--reference", str(ref)]) == 1
 
 
 def test_table5_means_over_other_seeds_do_not_match(tmp_path, capsys):

@@ -1,28 +1,32 @@
-"""tinlab/utils/provenance.py: atomic writes (results and checkpoints) with ordinary permissions."""
+"""tinlab/utils/provenance.py: the code version marks edits to every tracked file that affects results."""
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
-import torch
 
-from tinlab.engine.runtime import atomic_save
-from tinlab.utils.provenance import atomic_write, atomic_write_text, current_umask
+from tinlab.utils import provenance
 
 
-def test_result_files_and_checkpoints_get_normal_permissions(tmp_path):
-    text = atomic_write_text(tmp_path / "a.txt", "x")
-    ckpt = atomic_save({"w": torch.ones(2)}, tmp_path / "sub" / "checkpoint.pt")
-    for path in (text, ckpt):
-        assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # not mkstemp's 0600
-    assert text.read_text() == "x" and torch.equal(torch.load(ckpt)["w"], torch.ones(2))
+@pytest.fixture
+def checkout(tmp_path, monkeypatch) -> Path:
+    """A git repository laid out like tinlab's, with the package folder pointed at it."""
+    for path in ("tinlab/__init__.py", "workflow/config/default.yaml", "bench/ratios.py", "README.md", "tests/t.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x\n")
+    git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(provenance, "_PACKAGE_DIR", tmp_path / "tinlab")
+    return tmp_path
 
 
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
-    path = atomic_write_text(tmp_path / "table.csv", "old\n")
-
-    def crash(f):
-        f.write(b"half a ")
-        raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError, match="killed"):
-        atomic_write(path, crash)
-    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+@pytest.mark.parametrize("edited, dirty", [("tinlab/__init__.py", True), ("workflow/config/default.yaml", True),
+                                           ("bench/ratios.py", True), ("README.md", False), ("tests/t.py", False)])
+def test_dirty_covers_what_changes_results(checkout, edited, dirty):
+    clean = provenance.code_version()
+    assert len(clean) == 12 and not clean.endswith("-dirty")
+    (checkout / edited).write_text("edited\n")
+    assert provenance.code_version() == clean + ("-dirty" if dirty else "")

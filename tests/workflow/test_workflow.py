@@ -13,37 +13,30 @@ import pandas as pd
 import pytest
 import yaml
 
+from _snakemake import REPO, SMOKE, jobs_to_run, snakemake
+
 from tinlab.engine.config import RECIPES, base_for_frames, config_from_dict
 
-REPO = Path(__file__).resolve().parents[2]
-SMOKE = REPO / "workflow" / "config" / "smoke.yaml"
 
-
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-def jobs_to_run(out: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run."""
-    stats = out.split("Job stats:", 1)[1] if "Job stats:" in out else ""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+def run_config_of(workdir: Path, variant: str, *args: str) -> dict:
+    """The run config the workflow writes for one training job (rule run_config, cheap: no data needed)."""
+    target = f"results/runs/configs/{variant}.yaml"
+    out = snakemake(workdir, target, *args)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return yaml.safe_load((workdir / target).read_text())
 
 
 def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
-    default = snakemake(tmp_path, "-n", "-p", "results/table1.csv")
+    default = snakemake(tmp_path, "-n", "results/table1.csv")
     assert default.returncode == 0, default.stderr
     jobs = jobs_to_run(default.stdout)
+    # Table 1: 5 models x 2 frame counts, each with its run config, trained and evaluated once; one dataset.
+    assert jobs["train"] == 10 and jobs["evaluate"] == 10 and jobs["run_config"] == 10
+    assert jobs["generate_synthetic_motion"] == 1 and "generate_synthetic_appearance" not in jobs and jobs["latency"] == 1
     # base_by_frames: the 16-frame jobs of every model train 30 epochs, the 8-frame ones 20.
-    commands = [line for line in default.stdout.splitlines() if "tinlab train" in line]
-    assert len(commands) == 10
-    for line in commands:
-        epochs = "30" if "num_segments=16" in line else "20"
-        assert f"optim.epochs={epochs} " in line and "optim.warmup_epochs=1.0" in line, line
-    # Table 1: 5 models x 2 frame counts, each trained and evaluated once; one dataset generated.
-    assert jobs["train"] == 10 and jobs["evaluate"] == 10 and jobs["generate_synthetic_motion"] == 1
-    assert "generate_synthetic_appearance" not in jobs and jobs["latency"] == 1
+    for variant, epochs in (("tin_T16_synthetic-motion", 30), ("tsn_T8_synthetic-motion", 20)):
+        cfg = run_config_of(tmp_path, variant)
+        assert (cfg["optim"]["epochs"], cfg["optim"]["warmup_epochs"]) == (epochs, 1.0), variant
     # Table 5: 7 ablation rows x 3 seeds; the other seeds are named after them, seed 0 (the base seed) not.
     ablation = snakemake(tmp_path, "-n", "results/table5.csv")
     assert ablation.returncode == 0, ablation.stderr
@@ -53,36 +46,25 @@ def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
     smoke = snakemake(tmp_path, "-n", "--configfile", str(SMOKE))
     assert smoke.returncode == 0, smoke.stderr
     jobs = jobs_to_run(smoke.stdout)
-    # Tables 1, 2 and 5 share runs: 10 + 3 (appearance) + 5 (ablation rows, all with shift_div 2).
-    assert jobs["train"] == 18 and jobs["all"] == 1 and jobs["summary"] == 1
+    # Tables 1, 2 and 5 share runs: 5 + 3 (appearance) + 5 (ablation rows, all with shift_div 2).
+    assert jobs["train"] == 13 and jobs["all"] == 1 and jobs["summary"] == 1
 
 
-def merged_profile(name: str) -> dict:
-    """default.yaml with a profile merged over it key by key, as `snakemake --configfile` does."""
-    from snakemake.utils import update_config
-
-    config = yaml.safe_load((REPO / "workflow" / "config" / "default.yaml").read_text())
-    update_config(config, yaml.safe_load((REPO / "workflow" / "config" / f"{name}.yaml").read_text()))
-    return config
-
-
-def _leaves(tree: dict, prefix: str = "") -> set[str]:
-    return set().union(*[_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
-                         for k, v in tree.items()])
-
-
-@pytest.mark.parametrize("profile", ["smoke", "paper"])
-def test_profiles_set_every_run_config_key_of_the_default_profile(profile):
-    """Profiles extend default.yaml key by key: a base key a profile leaves out is silently inherited."""
-    default = yaml.safe_load((REPO / "workflow" / "config" / "default.yaml").read_text())
-    own = yaml.safe_load((REPO / "workflow" / "config" / f"{profile}.yaml").read_text())
-    assert _leaves(default["base"]) - _leaves(own["base"]) == set()
+def test_a_profile_replaces_the_default_and_inherits_nothing(tmp_path):
+    """`--configfile P` replaces default.yaml: a key P leaves out takes the schema's or the recipe's value,
+    never the default profile's (before, profiles had to set every inherited key back to null)."""
+    profile = yaml.safe_load(SMOKE.read_text())
+    profile["table1"]["frames"] = [16]
+    del profile["latency"], profile["resources"]  # schema defaults apply
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    cfg = run_config_of(tmp_path, "tin_T16_synthetic-motion", "--configfile", str(tmp_path / "p.yaml"))
+    assert cfg["optim"]["epochs"] == 1  # the profile's own; default.yaml's base_by_frames says 30
+    assert cfg["optim"]["warmup_epochs"] == 0.0  # the paper recipe's; default.yaml's base says 1.0
+    assert cfg["data"]["root"] == "data/smoke/synthetic-motion"
 
 
-def test_paper_profile_inherits_nothing_from_the_default_run_config():
-    """A profile extends default.yaml: every training key the CPU profile sets must be reset by the paper
-    profile, or Something-Something runs would silently train with the toy recipe."""
-    config = merged_profile("paper")
+def test_the_paper_profile_trains_the_paper_recipe():
+    config = yaml.safe_load((REPO / "workflow" / "config" / "paper.yaml").read_text())
     paper = RECIPES["paper"]
     for frames in (8, 16):
         run = config_from_dict(base_for_frames(config["base"], config.get("base_by_frames"), frames))
@@ -90,8 +72,23 @@ def test_paper_profile_inherits_nothing_from_the_default_run_config():
             {k: v for k, v in paper.items() if k != "dropout"}, frames
         assert (run.model.backbone, run.model.width_mult, run.data.input_size, run.run.device) == \
             ("resnet50", 1.0, 224, "cuda")
-    # The ablation interlaces TIN's own quarter of the channels (the toy profile's shift_div 2 is reset).
-    assert config["table5"]["options"] == {"shift_div": 4}
+    assert "options" not in config["table5"]  # the ablation interlaces TIN's own quarter of the channels
+
+
+def test_only_the_datasets_the_targets_need_must_exist(tmp_path):
+    """Table 1 on Something-Something V1 needs V1 alone: a configured but absent Jester stops only the
+    targets that train on it, naming the key, before anything runs."""
+    sth = tmp_path / "sth"
+    sth.mkdir()
+    (sth / "val_videofolder.txt").write_text("v 8 0\n")
+    profile = yaml.safe_load((REPO / "workflow" / "config" / "paper.yaml").read_text())
+    profile["datasets"] = {"something-v1": {"root": str(sth), "preset": {"frame_dir": ""}},
+                           "jester": {"root": str(tmp_path / "no-jester"), "preset": {"frame_dir": ""}}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    table1 = snakemake(tmp_path, "-n", "results/table1.csv", "--configfile", str(tmp_path / "p.yaml"))
+    assert table1.returncode == 0, table1.stderr[-2000:]
+    table2 = snakemake(tmp_path, "-n", "results/table2.csv", "--configfile", str(tmp_path / "p.yaml"))
+    assert table2.returncode != 0 and f"datasets.jester.root = '{tmp_path / 'no-jester'}'" in table2.stdout + table2.stderr
 
 
 @pytest.mark.parametrize("override, message", [
@@ -99,15 +96,18 @@ def test_paper_profile_inherits_nothing_from_the_default_run_config():
     ("table1: {dataset: synthetic-motion, models: [tsn, i3d], frames: [8]}", "i3d"),
     ("table1: {dataset: synthetic-motion, models: [tsn], frames: eight}", "eight"),
     ("table1: {dataset: kinetics, models: [tsn], frames: [8]}", "table1.dataset = 'kinetics'"),
-    ("datasets: {something-v1: {root: /nonexistent/sth}}", "/nonexistent/sth"),
     ("base: {optim: {lrr: 0.1}}", "optim.lrr"),
-    ("base_by_frames: {16: {optim: {epochs: -1}}}", "'optim.epochs' = -1"),
+    ("base: {optim: {lr: .nan}}", "'optim.lr' = nan"),
+    ("base_by_frames: {4: {optim: {epochs: -1}}}", "'optim.epochs' = -1"),
     ("base_by_frames: {16: {run: {seed: 3}}}", "base_by_frames.16.run.seed"),
+    ("model_options: {tsm: {shift_div: 8}, i3d: {}}", "model_options.i3d"),
+    ("model_options: {tsm: {shift_dvi: 4}}", "model.options.shift_dvi"),
+    ("experiment: a\nexperiment: b", "duplicate key 'experiment'"),
 ])
 def test_bad_config_stops_before_anything_runs(tmp_path, override, message):
     bad = tmp_path / "bad.yaml"
     bad.write_text(override + "\n")
-    out = snakemake(tmp_path, "-n", "--configfile", str(bad))
+    out = snakemake(tmp_path, "-n", "--configfile", str(SMOKE), str(bad))
     assert out.returncode != 0
     assert message in out.stdout + out.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
@@ -128,7 +128,7 @@ def test_smoke_profile_end_to_end(tmp_path):
     results = tmp_path / "results"
     table1 = pd.read_csv(results / "table1.csv")
     assert sorted(table1.model.unique()) == ["rtcn", "tada", "tin", "tsm", "tsn"]
-    assert sorted(table1.frames.unique()) == [4, 8] and table1.val_top1.between(0, 100).all()
+    assert sorted(table1.frames.unique()) == [4] and table1.val_top1.between(0, 100).all()
     assert (table1.gflops > 0).all() and table1.latency_ms.notna().all()
     tsn, tsm = (table1[(table1.model == m) & (table1.frames == 4)].iloc[0] for m in ("tsn", "tsm"))
     assert tsn.params == tsm.params and tsn.gflops == tsm.gflops
@@ -146,11 +146,12 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert list((results / "traces").glob("tin_T4/*.pt.trace.json"))
     print(f"smoke profile: {wall:.0f} s")
 
-    # Accuracy/cost regression against the committed smoke reference (README: "Regression checks").
-    # Smoke accuracies come from 6 validation videos after 1 epoch, so the tolerance is wide; params
-    # and GFLOPs must match exactly and the equivalence cases must stay within bounds.
+    # Cost regression against the committed smoke reference: params and GFLOPs exactly, equivalence in
+    # bounds. Accuracies after 1 epoch on 6 validation videos are noise (tolerance 100: not compared); the
+    # accuracy check is the ci profile's (tests/workflow/test_regression_check.py).
     check = subprocess.run([sys.executable, "-m", "tinlab", "regress", "--results", str(results), "--reference",
-                            str(REPO / "results" / "reference" / "smoke"), "--tolerance", "40"],
+                            str(REPO / "results" / "reference" / "smoke"), "--tolerance", "100",
+                            "--require", "table1", "table2", "table5", "complexity", "equivalence"],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
@@ -164,5 +165,5 @@ def test_smoke_profile_end_to_end(tmp_path):
     (tmp_path / "tsm.yaml").write_text("model_options: {tsm: {shift_div: 4}}\n")
     changed = snakemake(tmp_path, "-n", "--configfile", str(SMOKE), str(tmp_path / "tsm.yaml"))
     jobs = jobs_to_run(changed.stdout)
-    assert jobs["train"] == 3 and jobs["evaluate"] == 3  # tsm: T4 and T8 on motion, T4 on appearance
+    assert jobs["train"] == 2 and jobs["evaluate"] == 2  # tsm: T4 on motion and on appearance
     assert "generate_synthetic_motion" not in jobs and "latency" not in jobs

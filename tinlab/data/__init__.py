@@ -8,15 +8,17 @@ clip transforms (:mod:`.transforms`). Example (writes ``data/synthetic-motion``)
 """
 from __future__ import annotations
 
-from .dataset import (DATASET_PRESETS, DatasetPreset, EpochRandomSampler, VideoFrameDataset, VideoRecord,
-                      build_dataloader, build_dataset, get_preset, parse_list_file, sample_indices, set_epoch)
+from .dataset import (DATASET_PRESETS, DatasetPreset, VideoFrameDataset, VideoRecord,
+                      ShardSampler, build_dataloader, build_dataset, get_preset, parse_list_file, sample_indices,
+                      sampler_seed, set_epoch)
 from .synthetic import DATASETS as SYNTHETIC_DATASETS
 from .synthetic import DatasetExistsError, InvalidParamsError, generate, render_video
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 
 __all__ = [
-    "DATASET_PRESETS", "DatasetPreset", "EpochRandomSampler", "VideoFrameDataset", "VideoRecord",
-    "build_dataloader", "build_dataset", "get_preset", "parse_list_file", "sample_indices", "set_epoch",
+    "DATASET_PRESETS", "DatasetPreset", "VideoFrameDataset", "VideoRecord",
+    "ShardSampler", "build_dataloader", "build_dataset", "get_preset", "parse_list_file", "sample_indices",
+    "sampler_seed", "set_epoch",
     "SYNTHETIC_DATASETS", "DatasetExistsError", "InvalidParamsError", "generate", "render_video",
     "IMAGENET_MEAN", "IMAGENET_STD", "build_transforms",
 ]

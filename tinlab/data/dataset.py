@@ -14,16 +14,21 @@ and never samples the last ``n % T`` frames; here every frame can be drawn.
 """
 from __future__ import annotations
 
+import os
+import stat
+import sys
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from ..errors import DataError
+from ..utils.io import read_text
 from .synthetic import APPEARANCE_CLASSES, MOTION_CLASSES
 from .transforms import ClipTransform, Compose, ToTensor, build_transforms
 
@@ -83,6 +88,9 @@ def get_preset(name: str, **overrides: Any) -> DatasetPreset:
 def parse_list_file(path: str | Path, num_classes: int | None = None) -> list[VideoRecord]:
     """Read ``<video path> <num_frames> <label>`` lines (blank lines skipped); errors name file:line.
 
+    A video path must stay inside the dataset folder: absolute paths and ``..`` components are refused
+    (a list file is data, and data must not make tinlab read files elsewhere).
+
     Example (reads a file)::
 
         parse_list_file("data/synthetic-motion/val.txt", num_classes=12)[0]
@@ -90,27 +98,30 @@ def parse_list_file(path: str | Path, num_classes: int | None = None) -> list[Vi
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"list file {path} does not exist")
+        raise DataError(f"list file {path} does not exist")
     records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split()
         if len(fields) != 3:
-            raise ValueError(f"{path}:{lineno}: expected '<video path> <num_frames> <label>', got {line!r}")
+            raise DataError(f"{path}:{lineno}: expected '<video path> <num_frames> <label>', got {line!r}")
         try:
             num_frames, label = int(fields[1]), int(fields[2])
         except ValueError:
-            raise ValueError(f"{path}:{lineno}: num_frames and label must be integers, "
-                             f"got {line!r}") from None
+            raise DataError(f"{path}:{lineno}: num_frames and label must be integers, got {line!r}") from None
         if num_frames < 1:
-            raise ValueError(f"{path}:{lineno}: num_frames must be >= 1, got {num_frames}")
+            raise DataError(f"{path}:{lineno}: num_frames must be >= 1, got {num_frames}")
         if label < 0 or (num_classes is not None and label >= num_classes):
             bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-            raise ValueError(f"{path}:{lineno}: label {label} outside {bound}")
+            raise DataError(f"{path}:{lineno}: label {label} outside {bound}")
+        video = PurePosixPath(fields[0])
+        if video.is_absolute() or ".." in video.parts:
+            raise DataError(f"{path}:{lineno}: video path {fields[0]!r} leaves the dataset folder; list paths "
+                            f"must be relative and without '..'")
         records.append(VideoRecord(fields[0], num_frames, label, str(path), lineno))
     if not records:
-        raise ValueError(f"list file {path} lists no videos")
+        raise DataError(f"list file {path} lists no videos")
     return records
 
 
@@ -165,7 +176,7 @@ class VideoFrameDataset(Dataset):
                  seed: int = 0) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset folder {self.root} does not exist")
+            raise DataError(f"dataset folder {self.root} does not exist")
         if num_segments < 1 or test_clips < 1 or (train and test_clips != 1):
             raise ValueError(f"need num_segments >= 1 and test_clips >= 1 (1 when training), "
                              f"got {num_segments}, {test_clips}")
@@ -189,18 +200,26 @@ class VideoFrameDataset(Dataset):
         """Path of 0-based frame ``index`` (file numbers are 1-based)."""
         return self.frame_root / record.path / self.template.format(index + 1)
 
-    def check_files(self) -> None:
-        """Check that every listed frame exists (one directory listing per video)."""
-        for rec in self.records:
+    def check_files(self, progress: bool = False) -> None:
+        """Check that every listed frame is a regular file (one directory listing per video, no frame
+        opened), so that a missing frame stops a run before its first epoch rather than when sampled."""
+        from tqdm import tqdm
+
+        bar = tqdm(self.records, desc=f"checking {self.list_file.name}", unit="video", leave=False,
+                   disable=not (progress and sys.stderr.isatty()))
+        for rec in bar:
             folder = self.frame_root / rec.path
-            present = set(p.name for p in folder.iterdir()) if folder.is_dir() else set()
+            try:
+                present = {e.name for e in os.scandir(folder) if e.is_file()}  # FIFOs, devices, folders: no
+            except OSError:
+                present = set()
             for i in range(rec.num_frames):
                 if self.template.format(i + 1) not in present:
-                    raise FileNotFoundError(self._missing(rec, i))
+                    raise DataError(self._missing(rec, i))
 
     def _missing(self, rec: VideoRecord, index: int) -> str:
-        return (f"missing frame {self.frame_path(rec, index)} of video {rec.path!r} listed with "
-                f"{rec.num_frames} frames at {rec.where}")
+        return (f"missing frame {self.frame_path(rec, index)} (not a regular file) of video {rec.path!r} "
+                f"listed with {rec.num_frames} frames at {rec.where}")
 
     def indices(self, index: int) -> np.ndarray:
         """0-based frame indices of item ``index``, (views, T), as :meth:`__getitem__` uses them."""
@@ -211,12 +230,16 @@ class VideoFrameDataset(Dataset):
     def load_frame(self, rec: VideoRecord, index: int) -> Image.Image:
         path = self.frame_path(rec, index)
         try:
+            # stat first: opening a FIFO or a device in place of a frame would block or read forever
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise DataError(self._missing(rec, index))
             with Image.open(path) as img:
                 return img.convert("RGB")  # decodes now, so a corrupt file fails here, by name
         except FileNotFoundError:
-            raise FileNotFoundError(self._missing(rec, index)) from None
+            raise DataError(self._missing(rec, index)) from None
         except (UnidentifiedImageError, OSError) as e:
-            raise OSError(f"corrupt or unreadable frame {path} (video listed at {rec.where}): {e}") from e
+            raise DataError(f"corrupt or unreadable frame {path} (video listed at {rec.where}): "
+                            f"{' '.join(str(e).split())}") from None
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         rec = self.records[index]
@@ -255,44 +278,47 @@ def build_dataset(name: str, root: str | Path, *, split: str, num_segments: int,
                              check_files=check_files, seed=seed)
 
 
-class EpochRandomSampler(Sampler[int]):
-    """A permutation drawn from (seed, epoch) alone, so a resumed run sees the same order.
-
-    Under DDP each process takes rank ``rank``'s share: the same permutation, cut to a multiple of
-    ``world_size`` and dealt round-robin. With a per-process batch of B / world_size, global step b
-    covers exactly the videos a single process with batch B sees at step b. ``shuffle=False`` (sharded
-    evaluation): every video once, in order, no padding.
+def sampler_seed(seed: int) -> int:
+    """The seed given to :class:`~torch.utils.data.DistributedSampler`, which draws epoch e's order from
+    ``seed + e``: run seeds 0 and 1 would see the same orders one epoch apart. A seed spread over 2^62
+    gives every (seed, epoch) its own order.
 
     Example:
-        >>> [list(EpochRandomSampler(6, seed=0, rank=r, world_size=2)) for r in (0, 1)]
-        [[3, 5, 0], [2, 4, 1]]
+        >>> sampler_seed(0) != sampler_seed(1) - 1
+        True
+    """
+    return int(np.random.SeedSequence([seed, 0x5A3]).generate_state(2, np.uint64)[0] >> 2)
+
+
+class ShardSampler(Sampler[int]):
+    """Every index once, in order, dealt round-robin to ``world_size`` processes (sharded evaluation;
+    unlike DistributedSampler, no padding, so no video counts twice).
+
+    Example:
+        >>> [list(ShardSampler(5, rank=r, world_size=2)) for r in (0, 1)]
+        [[0, 2, 4], [1, 3]]
     """
 
-    def __init__(self, length: int, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True) -> None:
-        self.length, self.seed, self.rank, self.world, self.shuffle, self.epoch = (
-            length, seed, rank, world_size, shuffle, 0)
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = range(rank, length, world_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.rank, self.length, self.world))
-        perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
-        return iter(perm[:len(self) * self.world][self.rank::self.world].tolist())
+    def __iter__(self):
+        return iter(self.indices)
 
     def __len__(self) -> int:
-        if not self.shuffle:
-            return len(range(self.rank, self.length, self.world))
-        return self.length // self.world
+        return len(self.indices)
 
 
 def build_dataloader(dataset: Dataset, batch_size: int, train: bool, num_workers: int = 0, seed: int = 0,
                      pin_memory: bool | None = None, rank: int = 0, world_size: int = 1) -> DataLoader:
-    """A loader whose batches depend only on (seed, epoch): shuffled with :class:`EpochRandomSampler`
-    and ``drop_last`` when training, in order otherwise; under DDP (``world_size`` > 1) this rank's
-    share, ``batch_size`` being the per-process batch. Call :func:`set_epoch` before each epoch.
-    Workers are not persistent, so they see the dataset's epoch as set before ``iter(loader)``.
+    """A loader whose batches depend only on (seed, epoch): when training, a
+    :class:`~torch.utils.data.DistributedSampler` (also for one process: its permutation depends on
+    seed and epoch alone, so a resumed run sees the same order) with ``drop_last``; otherwise every
+    video in order, sharded with :class:`ShardSampler` under DDP. ``batch_size`` is the per-process
+    batch. Under DDP, rank r takes every world_size-th video of the same permutation, so global step b
+    covers the videos a single process with the whole batch sees at step b. Call :func:`set_epoch`
+    before each epoch; workers are not persistent, so they see the dataset's epoch as set before
+    ``iter(loader)``.
 
     Example::
 
@@ -302,8 +328,11 @@ def build_dataloader(dataset: Dataset, batch_size: int, train: bool, num_workers
             for clips, labels in loader:  # clips (16, T, 3, H, W), labels (16,)
                 ...
     """
-    sampler = EpochRandomSampler(len(dataset), seed, rank, world_size, shuffle=train) \
-        if train or world_size > 1 else None
+    if train:
+        sampler: Sampler[int] | None = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                                          seed=sampler_seed(seed), drop_last=True)
+    else:
+        sampler = ShardSampler(len(dataset), rank, world_size) if world_size > 1 else None
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
                       num_workers=num_workers, drop_last=train,
                       generator=torch.Generator().manual_seed(seed), persistent_workers=False,

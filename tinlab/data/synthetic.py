@@ -28,7 +28,6 @@ import colorsys
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -39,7 +38,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..utils.provenance import current_umask
+from ..errors import UserError
+from ..utils.io import current_umask
 
 # Bump whenever the pixels or files written for given parameters change: a dataset on disk with
 # another generator version is treated as generated with different parameters.
@@ -61,11 +61,11 @@ COLOURS = {"red": 0.0, "green": 1 / 3, "blue": 2 / 3}  # hue centres
 APPEARANCE_CLASSES = tuple(f"{c}_{s}" for s in SHAPES for c in COLOURS)
 
 
-class DatasetExistsError(FileExistsError):
+class DatasetExistsError(UserError, FileExistsError):
     """``root`` holds something other than the dataset asked for (other parameters, or not ours)."""
 
 
-class InvalidParamsError(ValueError):
+class InvalidParamsError(UserError, ValueError):
     """Generation parameters out of range."""
 
 
@@ -474,11 +474,7 @@ def run(args: argparse.Namespace) -> int:
     params = SyntheticParams(args.name, args.seed, args.num_train, args.num_val, args.size,
                              args.min_frames, args.max_frames)
     start = time.perf_counter()
-    try:
-        generate(**asdict(params), root=root, overwrite=args.overwrite, workers=args.workers)
-    except (DatasetExistsError, InvalidParamsError) as e:  # user errors; anything else is a bug
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    generate(**asdict(params), root=root, overwrite=args.overwrite, workers=args.workers)
     manifest = json.loads((root / "dataset.json").read_text())
     splits = ", ".join(f"{s} {v['videos']} videos / {v['frames']} frames"
                        for s, v in manifest["splits"].items())

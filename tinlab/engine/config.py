@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -34,13 +35,18 @@ from typing import Any
 
 import yaml
 
+from ..errors import ConfigError
+from ..utils.io import parse_yaml, read_yaml
+
 BN_MODES = ("train", "frozen", "partial")  # partial: every BN frozen but the first (TSN's partial BN)
 SCHEDULES = ("step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+TEST_CROPS = (1, 3, 5, 10)
+MIN_INPUT_SIZE = 16  # smaller crops leave a ResNet's last stage with less than one pixel of real input
 
-
-class ConfigError(ValueError):
-    """A config file or override that does not validate; the message names file, key and value."""
+__all__ = ["BN_MODES", "Config", "ConfigError", "DataConfig", "ModelConfig", "OptimConfig", "RECIPES", "RunConfig",
+           "base_for_frames", "config_from_dict", "config_hash", "config_to_dict", "dump_config", "load_config",
+           "merge_nested"]
 
 
 @dataclass
@@ -65,6 +71,7 @@ class DataConfig:
     num_workers: int = 0
     test_clips: int = 1  # views used by `evaluate` (validation during training uses one)
     test_crops: int = 1
+    check_files: bool = True  # training: check that every listed frame is a readable file before epoch 0
     preset: dict[str, Any] = field(default_factory=dict)  # preset field overrides, e.g. {num_classes: 10}
 
 
@@ -178,10 +185,30 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(node.get(part), dict):
             node[part] = {}  # unknown sections are reported by validation, with the dotted key
         node = node[part]
-    value = yaml.safe_load(text) if text.strip() else ""
+    value = parse_yaml(text, f"override {item!r}") if text.strip() else ""
     if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value):
         value = float(value)  # YAML 1.1 reads "1e30" (no dot) as a string; here it means the number
     node[parts[-1]] = value
+
+
+def _check_options(cfg: Config, where: str) -> None:
+    """``model.options`` against the model's own options: known names, and the type of their default."""
+    from ..models import default_op_options
+
+    defaults = default_op_options(cfg.model.name)
+    for key, value in cfg.model.options.items():
+        dotted = f"model.options.{key}"
+        if key not in defaults:
+            raise ConfigError(f"{where}: unknown key '{dotted}' for model {cfg.model.name!r} "
+                              f"(its options: {', '.join(sorted(defaults)) or 'none'})")
+        tp = type(defaults[key])
+        if tp is float and not isinstance(value, bool) and isinstance(value, int):
+            value = cfg.model.options[key] = float(value)
+        if type(value) is not tp:
+            raise ConfigError(f"{where}: key '{dotted}' must be {tp.__name__} like its default "
+                              f"{defaults[key]!r}, got {value!r} ({type(value).__name__})")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: key '{dotted}' = {value!r} is not valid; expected a finite number")
 
 
 def _semantic_checks(cfg: Config, where: str) -> None:
@@ -193,23 +220,36 @@ def _semantic_checks(cfg: Config, where: str) -> None:
 
     choices = {"model.name": (cfg.model.name, list_models()), "model.backbone": (cfg.model.backbone, sorted(ARCHS)),
                "data.dataset": (cfg.data.dataset, sorted(DATASET_PRESETS)), "optim.bn": (cfg.optim.bn, list(BN_MODES)),
-               "optim.schedule": (cfg.optim.schedule, list(SCHEDULES)), "run.device": (cfg.run.device, list(DEVICES))}
+               "optim.schedule": (cfg.optim.schedule, list(SCHEDULES)), "run.device": (cfg.run.device, list(DEVICES)),
+               "data.test_crops": (cfg.data.test_crops, list(TEST_CROPS))}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise bad(key, value, f"one of {allowed}")
-    positive = {"data.num_segments": cfg.data.num_segments, "data.input_size": cfg.data.input_size,
-                "data.batch_size": cfg.data.batch_size, "data.test_clips": cfg.data.test_clips,
-                "data.test_crops": cfg.data.test_crops, "optim.epochs": cfg.optim.epochs,
-                "run.validate_every": cfg.run.validate_every}
-    for key, value in positive.items():
-        if value < 1:
-            raise bad(key, value, "an integer >= 1")
-    if not 0 <= cfg.model.dropout < 1:
-        raise bad("model.dropout", cfg.model.dropout, "a number in [0, 1)")
-    if cfg.optim.lr <= 0:
-        raise bad("optim.lr", cfg.optim.lr, "a positive number")
-    if cfg.data.num_workers < 0:
-        raise bad("data.num_workers", cfg.data.num_workers, "an integer >= 0")
+    o, d = cfg.optim, cfg.data
+    # key -> (value, lowest, highest, lowest allowed, highest allowed); every bound is also a finite check
+    ranges = {
+        "optim.epochs": (o.epochs, 1, 100000, True, True), "optim.lr": (o.lr, 0, math.inf, False, False), "optim.momentum": (o.momentum, 0, 1, True, False),
+        "optim.weight_decay": (o.weight_decay, 0, math.inf, True, False),
+        "optim.lr_gamma": (o.lr_gamma, 0, 1, False, True), "optim.warmup_epochs": (o.warmup_epochs, 0, o.epochs, True, True),
+        "optim.clip_grad": (o.clip_grad, 0, math.inf, True, False),
+        "optim.fc_lr_mult_weight": (o.fc_lr_mult_weight, 0, math.inf, True, False),
+        "optim.fc_lr_mult_bias": (o.fc_lr_mult_bias, 0, math.inf, True, False),
+        "model.dropout": (cfg.model.dropout, 0, 1, True, False), "model.width_mult": (cfg.model.width_mult, 0, 64, False, True),
+        "data.num_segments": (d.num_segments, 1, 1024, True, True),
+        "data.input_size": (d.input_size, MIN_INPUT_SIZE, 4096, True, True),
+        "data.scale_size": (d.scale_size if d.scale_size is not None else d.input_size, d.input_size, 8192, True, True),
+        "data.batch_size": (d.batch_size, 1, math.inf, True, False), "data.num_workers": (d.num_workers, 0, 1024, True, True),
+        "data.test_clips": (d.test_clips, 1, 1024, True, True),
+        "run.seed": (cfg.run.seed, 0, 2**63 - 1, True, True), "run.validate_every": (cfg.run.validate_every, 1, math.inf, True, False),
+    }
+    for key, (value, lo, hi, lo_ok, hi_ok) in ranges.items():
+        ok = math.isfinite(value) and (lo <= value if lo_ok else lo < value) and (value <= hi if hi_ok else value < hi)
+        if not ok:
+            interval = f"{'[' if lo_ok else '('}{lo}, {hi}{']' if hi_ok else ')'}".replace("inf", "∞")
+            raise bad(key, value, f"a finite number in {interval}")
+    if any(m < 1 for m in o.milestones) or o.milestones != sorted(set(o.milestones)):
+        raise bad("optim.milestones", o.milestones, "increasing epochs >= 1")
+    _check_options(cfg, where)
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "<config>") -> Config:
@@ -268,12 +308,7 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -
     raw: Any = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raw = read_yaml(path) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections, got {raw!r}")
     if overrides:

@@ -13,10 +13,11 @@ c has a twin c':
   there on synthetic-motion.
 - ``twin_confusion``: fraction whose top-1 prediction is exactly the twin c'.
 
-For TIN and r-TCN it also writes ``<metrics stem>.offsets.csv`` (columns layer, layer_index, kind,
-group, frame, value): per TemporalInterlace layer, the learned offsets (kind ``offset``, per group) and
-frame weights (kind ``weight``, per group and frame) averaged over every validation view; the data of
-the TIN paper's Figure 5. The same means are in the JSON under ``offsets``.
+It also writes ``<metrics stem>.offsets.csv`` (columns layer, layer_index, kind, group, frame,
+value): per TIN / r-TCN layer, the learned offsets (kind ``offset``, per group) and frame weights
+(kind ``weight``, per group and frame) averaged over every validation view; the data of the TIN
+paper's Figure 5 (no rows for models without such layers). The same means are in the JSON under
+``offsets``.
 
 Example::
 
@@ -26,20 +27,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import Tensor
 
 from ..data import build_dataloader
-from ..utils.provenance import atomic_write_text, provenance, write_csv
-from .config import Config, ConfigError, config_hash, config_to_dict, load_config
+from ..errors import ConfigError, DataError, RunFolderError
+from ..utils.io import read_text, write_csv, write_json
+from ..utils.provenance import provenance
+from .builders import build_model, build_split
+from .callbacks import InterlaceProbe
+from .checkpoint import RunFolder, load_weights
+from .config import Config, config_hash, config_to_dict, load_config
 from .runtime import resolve_device, seed_everything
-from .train import BEST, CHECKPOINT, build_model, build_split
 
 
 def load_twins(root: str | Path, num_classes: int) -> list[int | None] | None:
@@ -47,15 +50,19 @@ def load_twins(root: str | Path, num_classes: int) -> list[int | None] | None:
     path = Path(root) / "twins.json"
     if not path.is_file():
         return None
-    twins = json.loads(path.read_text())
-    if len(twins) != num_classes:
-        raise ValueError(f"{path} lists {len(twins)} classes, the dataset has {num_classes}")
+    try:
+        twins = json.loads(read_text(path))
+    except ValueError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(twins, list) or len(twins) != num_classes:
+        raise DataError(f"{path} lists {len(twins) if isinstance(twins, list) else 'no'} classes, the dataset "
+                        f"has {num_classes}")
     return twins
 
 
 def load_class_names(root: str | Path, num_classes: int) -> list[str]:
     path = Path(root) / "classes.txt"
-    names = path.read_text().splitlines() if path.is_file() else []
+    names = read_text(path).splitlines() if path.is_file() else []
     return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
 
 
@@ -95,118 +102,87 @@ def classification_metrics(logits: Tensor, labels: Tensor, class_names: list[str
     return result
 
 
-class _OffsetStats:
-    """Running sums of every TIN/r-TCN layer's recorded offsets (N, G) and weights (N, T, G)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.layers = list(model.interlace_modules()) if hasattr(model, "interlace_modules") else []
-        for _, m in self.layers:
-            m.record = True
-        self.sums: dict[str, list[Any]] = {name: [0.0, None, 0] for name, _ in self.layers}
-
-    def update(self) -> None:
-        """Add this batch on the device (no sync per layer and batch; :meth:`table` reads the sums once)."""
-        for name, m in self.layers:
-            s = self.sums[name]
-            s[0] = s[0] + m.last_offsets.double().sum(0)
-            if m.last_weights is not None:
-                w = m.last_weights.double().sum(0)
-                s[1] = w if s[1] is None else s[1] + w
-            s[2] += m.last_offsets.shape[0]
-
-    def table(self) -> pd.DataFrame:
-        rows = []
-        for index, (name, _) in enumerate(self.layers):
-            off, wsum, count = self.sums[name]
-            for g, v in enumerate((off / count).tolist()):
-                rows.append({"layer": name, "layer_index": index, "kind": "offset", "group": g, "frame": None,
-                             "value": v})
-            if wsum is not None:
-                for t, per_group in enumerate((wsum / count).tolist()):
-                    for g, v in enumerate(per_group):
-                        rows.append({"layer": name, "layer_index": index, "kind": "weight", "group": g,
-                                     "frame": t, "value": v})
-        return pd.DataFrame(rows, columns=["layer", "layer_index", "kind", "group", "frame", "value"])
-
-
-def _load_weights(path: Path, digest: str | None) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """(state_dict, {epoch, train_config_hash}); a config mismatch is an error when ``digest`` is given."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or "model" not in state:
-        return state, {"epoch": None, "train_config_hash": None}  # a bare state_dict
-    if digest is not None and state.get("config_hash") not in (None, digest):
-        raise ConfigError(f"{path} was trained with config hash {state.get('config_hash')}, "
-                          f"the config given hashes to {digest}")
-    return state["model"], {"epoch": state.get("epoch"), "train_config_hash": state.get("config_hash")}
-
-
 @torch.no_grad()
-def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: int | None = None,
-             check_hash: bool = True) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` (a training checkpoint or a bare state_dict) on the validation split of
-    ``cfg`` with its test views; write the metrics JSON ``out`` (and the offsets CSV for TIN/r-TCN).
-    ``check_hash``: refuse a checkpoint trained with another config (off when test-time overrides
-    such as more views change the hash on purpose; both hashes are recorded).
-
-    Example (reads a run)::
-
-        m = evaluate(load_config("runs/x/config.yaml"), "runs/x/checkpoint.pt", "runs/x/metrics.json")
-        m["top1"], m["twins"]["pair_accuracy"]
-    """
-    out, checkpoint = Path(out), Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    digest = config_hash(cfg)
-    device = resolve_device(cfg.run.device)
-    seed_everything(cfg.run.seed, cfg.run.deterministic and device.type == "cpu")
-    dataset = build_split(cfg, "val", views=True)
-    loader = build_dataloader(dataset, batch_size or cfg.data.batch_size, False, cfg.data.num_workers,
-                              cfg.run.seed)
-    model = build_model(cfg)
-    weights, origin = _load_weights(checkpoint, digest if check_hash else None)
-    model.load_state_dict(weights)
-    model.to(device).eval()
-    offsets = _OffsetStats(model)
-    amp = cfg.run.amp and device.type == "cuda"
+def predict(model: torch.nn.Module, loader: Any, device: torch.device, amp: bool) -> tuple[Tensor, Tensor, int]:
+    """(logits (N, K) averaged over each video's views, labels (N,), number of views run)."""
     all_logits, all_labels, views = [], [], 0
-    start = time.perf_counter()
     for clips, labels in loader:
         clips = clips.to(device, non_blocking=True)
         multi = clips.dim() == 6  # (N, V, T, 3, H, W): fold the views into the batch
         n, v = clips.shape[0], clips.shape[1] if multi else 1
         with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
             logits = model(clips.flatten(0, 1) if multi else clips).float()
-        offsets.update()
         all_logits.append(logits.view(n, v, -1).mean(1).cpu())
         all_labels.append(labels)
         views += n * v
-    seconds = time.perf_counter() - start
-    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
-    k = model.num_classes
-    metrics = classification_metrics(logits, labels, load_class_names(cfg.data.root, k),
-                                      load_twins(cfg.data.root, k))
+    return torch.cat(all_logits), torch.cat(all_labels), views
+
+
+def cost_of(model: torch.nn.Module, cfg: Config, device: torch.device) -> dict[str, Any]:
+    """GFLOPs per video (one view, multiply-adds) and parameters of the evaluated model at the run's
+    own scale, counted once here so that reports only read them (:mod:`tinlab.measure.flops`)."""
+    from ..measure.flops import flops, parameters
+
+    size, frames = cfg.data.input_size, cfg.data.num_segments
+    clip = torch.zeros(1, frames, 3, size, size, device=device)
+    return {"gflops": flops(model, clip) / 1e9, "params": parameters(model), "input_size": size, "frames": frames}
+
+
+def offsets_section(probe: InterlaceProbe, csv: Path, prov: dict[str, Any]) -> dict[str, Any]:
+    """Write the probe's offsets/weights table to ``csv``; the same means for the metrics JSON."""
+    table = probe.table()
+    write_csv(table, csv, prov)
+    section = {name: {"offsets": g["value"].tolist()} for name, g in
+               table[table.kind == "offset"].groupby("layer", sort=False)}
+    for name, g in table[table.kind == "weight"].groupby("layer", sort=False):
+        section[name]["weights"] = (g.sort_values(["frame", "group"])["value"]
+                                    .to_numpy().reshape(-1, g.group.nunique()).tolist())
+    return section
+
+
+def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: int | None = None,
+             check_hash: bool = True, finished: bool = True) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` (a training checkpoint or a bare state_dict) on the validation split of
+    ``cfg`` with its test views; write the metrics JSON ``out`` (and the offsets CSV for TIN/r-TCN).
+    ``check_hash``: refuse a checkpoint trained with another config (off when test-time overrides
+    such as more views change the hash on purpose; both hashes are recorded). ``finished`` is
+    recorded: False when a run was evaluated before its training finished.
+
+    Example (reads a run)::
+
+        m = evaluate(load_config("runs/x/config.yaml"), "runs/x/checkpoint.pt", "runs/x/metrics.json")
+        m["top1"], m["twins"]["pair_accuracy"]
+    """
+    out, digest = Path(out), config_hash(cfg)
+    device = resolve_device(cfg.run.device)
+    seed_everything(cfg.run.seed, cfg.run.deterministic and device.type == "cpu")
+    weights, origin = load_weights(checkpoint, digest if check_hash else None)
+    dataset = build_split(cfg, "val", views=True)
+    loader = build_dataloader(dataset, batch_size or cfg.data.batch_size, False, cfg.data.num_workers, cfg.run.seed)
+    model = build_model(cfg)
+    model.load_state_dict(weights)
+    model.to(device).eval()
+    probe, start = InterlaceProbe(model), time.perf_counter()
+    logits, labels, views = predict(model, loader, device, cfg.run.amp and device.type == "cuda")
+    seconds, k = time.perf_counter() - start, model.num_classes
+    probe.remove()
+    metrics = classification_metrics(logits, labels, load_class_names(cfg.data.root, k), load_twins(cfg.data.root, k))
     metrics.update({"views_per_video": views // max(len(labels), 1), "checkpoint": str(checkpoint),
-                    "checkpoint_epoch": origin["epoch"], "wall_seconds": seconds, "clips_per_s": views / seconds,
-                    "videos_per_s": len(labels) / seconds})
+                    "checkpoint_epoch": origin["epoch"], "train_code_version": origin["train_code_version"],
+                    "finished": finished, "wall_seconds": seconds,
+                    "clips_per_s": views / seconds, "videos_per_s": len(labels) / seconds,
+                    "cost": cost_of(model, cfg, device)})
     prov = {**provenance(config_to_dict(cfg), device), "config_hash": digest,
             "train_config_hash": origin["train_config_hash"], "seed": cfg.run.seed}
-    if offsets.layers:
-        table = offsets.table()
-        csv = out.with_name(out.stem + ".offsets.csv")
-        write_csv(table, csv, prov)
-        metrics["offsets_csv"] = str(csv)
-        metrics["offsets"] = {name: {"offsets": g["value"].tolist()} for name, g in
-                              table[table.kind == "offset"].groupby("layer", sort=False)}
-        for name, g in table[table.kind == "weight"].groupby("layer", sort=False):
-            metrics["offsets"][name]["weights"] = (g.sort_values(["frame", "group"])["value"]
-                                                   .to_numpy().reshape(-1, g.group.nunique()).tolist())
+    csv = out.with_name(out.stem + ".offsets.csv")  # written for every model (no rows without TIN layers)
+    metrics.update(offsets=offsets_section(probe, csv, prov), offsets_csv=str(csv))
     metrics["provenance"] = prov
-    atomic_write_text(out, json.dumps(metrics, indent=2, default=str) + "\n")
+    write_json(out, metrics)
     return metrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", help="run directory written by `tinlab train` (uses its config.yaml)")
+    parser.add_argument("--run", help="run folder written by `tinlab train` (uses its config.yaml)")
     parser.add_argument("--config", help="YAML config (with --checkpoint, instead of --run)")
     parser.add_argument("--checkpoint", help="checkpoint or state_dict (default with --run: checkpoint.pt)")
     parser.add_argument("--weights", choices=("last", "best"), default="last",
@@ -215,29 +191,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config key, e.g. --set data.test_clips=2 (repeatable)")
     parser.add_argument("--out", help="metrics JSON (default: <run>/metrics.json)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: data.batch_size")
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="evaluate a run whose training has not finished (recorded as finished: false)")
+
+
+def _from_run(args: argparse.Namespace) -> tuple[Path, Path, Path, bool]:
+    """(config, checkpoint, out, finished) of ``--run``; an unfinished run is refused unless allowed."""
+    folder = RunFolder(args.run)
+    if not folder.config.is_file():
+        raise RunFolderError(f"{folder.path} is not a run folder (no config.yaml)")
+    finished = folder.summary.is_file()
+    if not finished and not args.allow_unfinished:
+        state = "failed: " + folder.failed.name if folder.failed.is_file() else "has not finished training"
+        raise RunFolderError(f"{folder.path} {state} (no {folder.summary.name}); its checkpoint is not the final "
+                             f"model: finish it with the same `tinlab train` command, or pass --allow-unfinished")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else folder.checkpoint if args.weights == "last" \
+        else folder.best
+    return Path(args.config or folder.config), checkpoint, Path(args.out or folder.path / "metrics.json"), finished
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if args.run:
-            run_dir = Path(args.run)
-            if not (run_dir / "config.yaml").is_file():
-                raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
-            config = args.config or run_dir / "config.yaml"
-            checkpoint = args.checkpoint or run_dir / (CHECKPOINT if args.weights == "last" else BEST)
-            out = args.out or run_dir / "metrics.json"
-        elif args.config and args.checkpoint and args.out:
-            config, checkpoint, out = args.config, args.checkpoint, args.out
-        else:
-            raise ConfigError("give --run DIR, or --config, --checkpoint and --out")
-        cfg = load_config(config, args.overrides)
-        m = evaluate(cfg, checkpoint, out, args.batch_size, check_hash=not args.overrides)
-    except ConfigError as e:
-        print(f"tinlab evaluate: error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"tinlab evaluate: error: {e}", file=sys.stderr)
-        return 1
+    if args.run:
+        config, checkpoint, out, finished = _from_run(args)
+    elif args.config and args.checkpoint and args.out:
+        config, checkpoint, out, finished = args.config, args.checkpoint, args.out, True
+    else:
+        raise ConfigError("give --run DIR, or --config, --checkpoint and --out")
+    cfg = load_config(config, args.overrides)
+    m = evaluate(cfg, checkpoint, out, args.batch_size, check_hash=not args.overrides, finished=finished)
     twins = m.get("twins", {})
     print(f"tinlab evaluate: {out}: top-1 {m['top1']:.4f} top-5 {m['top5']:.4f}"
           + (f" pair accuracy {twins['pair_accuracy']:.4f}" if twins else ""))

@@ -1,25 +1,26 @@
-"""What every engine command shares: devices, seeding, RNG snapshots, atomic checkpoints, processes.
+"""What every engine command shares: devices, processes, seeding and RNG snapshots.
 
 Distributed runs follow torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``): gloo on CPU,
-nccl on CUDA. Example::
+nccl on CUDA, each process on GPU ``LOCAL_RANK``. Example::
 
     dist = init_distributed("cpu")      # DistInfo(rank=0, world_size=1, ...) outside torchrun
+    device = resolve_device("auto", dist)
     seed_everything(0)
-    atomic_save({"model": model.state_dict()}, "runs/x/checkpoint.pt")
 """
 from __future__ import annotations
 
 import os
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as tdist
 
-from ..utils.provenance import atomic_write
+from ..errors import ConfigError
+
+__all__ = ["DistInfo", "init_distributed", "resolve_device", "rng_state", "seed_everything", "set_rng_state"]
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,16 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error, not a silent CPU run."""
+def resolve_device(name: str, dist: DistInfo | None = None) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; a CUDA device is the process's own GPU (``LOCAL_RANK``
+    under torchrun). ``cuda`` without a GPU is an error naming ``run.device``, not a silent CPU run."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("run.device is 'cuda' but no CUDA device is available")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("run.device = 'cuda' but no CUDA device is available (torch "
+                              f"{torch.__version__}); set run.device to 'cpu' or 'auto'")
+        return torch.device("cuda", (dist or DistInfo()).local_rank)
     return torch.device(name)
 
 
@@ -70,22 +75,26 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Every global RNG state a training step may draw from (dropout, third-party augmentations)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every global RNG state a training step may draw from (dropout, third-party augmentations), as
+    tensors, numbers and strings only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore :func:`rng_state`. CUDA states are restored for the devices both runs have (a run resumed
+    on fewer visible GPUs keeps its first ones)."""
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` through :func:`tinlab.utils.provenance.atomic_write`: a killed run leaves the previous
-    checkpoint intact, never a truncated one."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+        for index, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, index)

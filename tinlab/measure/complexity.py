@@ -75,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..utils.provenance import provenance, write_csv
+    from ..utils.io import write_csv
+    from ..utils.provenance import provenance
 
     config = {k: v for k, v in vars(args).items() if k not in ("out", "command")}
     frame = run_complexity(args.models, args.frames, args.classes, args.backbone, args.input_size,

@@ -155,7 +155,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..utils.provenance import provenance, write_csv
+    from ..utils.io import write_csv
+    from ..utils.provenance import provenance
 
     frame = run_equivalence(cases(args.frames, args.groups), seed=args.seed)
     write_csv(frame, args.out, provenance({"frames": args.frames, "groups": args.groups, "seed": args.seed,

@@ -254,7 +254,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..utils.provenance import provenance, write_csv
+    from ..utils.io import write_csv
+    from ..utils.provenance import provenance
 
     import pandas as pd
 

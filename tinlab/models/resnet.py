@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import CheckpointError
 from ..ops.tada import TAdaConv2d
 
 TemporalOpFactory = Callable[[int, int, int], Optional[nn.Module]]
@@ -193,27 +194,27 @@ def load_pretrained(backbone: ResNet, path: str | Path) -> dict[str, list[str]]:
     be present with the right shape; otherwise the error names the file and the keys at fault.
     Returns ``{"missing_temporal": [...], "ignored": [...]}``.
     """
+    from ..utils.io import load_tensors
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state_dict, got {type(state).__name__}")
+        raise CheckpointError(f"{path}: expected a state_dict, got {type(state).__name__}")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = backbone.state_dict()
     ignored = sorted(k for k in state if k not in own)
     missing = [k for k in own if k not in state]
     missing_required = [k for k in missing if not any(p in k for p in _TEMPORAL_KEY_PARTS)]
     if missing_required:
-        raise KeyError(f"{path}: checkpoint lacks {len(missing_required)} backbone key(s), e.g. "
+        raise CheckpointError(f"{path}: checkpoint lacks {len(missing_required)} backbone key(s), e.g. "
                        f"{missing_required[:5]}; is it a torchvision {backbone.arch} checkpoint?")
     wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
              for k in own if k in state and state[k].shape != own[k].shape]
     if wrong:
-        raise ValueError(f"{path}: shape mismatch for {len(wrong)} key(s): {wrong[:5]} "
+        raise CheckpointError(f"{path}: shape mismatch for {len(wrong)} key(s): {wrong[:5]} "
                          f"(width_mult={backbone.width_mult}, small_stem={backbone.small_stem})")
     backbone.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return {"missing_temporal": sorted(set(missing) - set(missing_required)), "ignored": ignored}

@@ -1,32 +1,31 @@
-"""Build-on-first-use loader of tinlab's fused CPU kernels (``csrc/interlace.c``).
+"""Loader of tinlab's compiled CPU kernels (``csrc/interlace.c``).
 
-The kernel is plain C with OpenMP, compiled once per machine with the system C compiler (``cc`` or
-``$CC``) into ``$TINLAB_CACHE`` (default ``~/.cache/tinlab``), keyed by the hash of its source and
-flags, and loaded with ctypes. No compiler, or ``TINLAB_KERNELS=0``: :func:`kernels` returns None and
-the callers use their pure-PyTorch path (slower, same results). Compilation is atomic (temporary
-file + rename), so concurrent first uses cannot load a half-written library.
+``pip install`` builds them into ``tinlab/ops/_interlace*.so`` (setup.py: plain C with OpenMP, no
+PyTorch headers); they are loaded here with ctypes. If the library is missing (a build without a C
+compiler, a source tree that was never installed), cannot be loaded, or ``TINLAB_KERNELS=0`` is set,
+:func:`kernels` returns None and the ops use their pure-PyTorch path: same results, slower, one warning.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import warnings
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
+from typing import Iterator
 
-_SOURCE = Path(__file__).with_name("csrc") / "interlace.c"
-_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+_NAME = "_interlace"
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("TINLAB_CACHE", Path.home() / ".cache" / "tinlab"))
+def library_path() -> Path | None:
+    """The installed kernel library next to this module, or None."""
+    for suffix in EXTENSION_SUFFIXES:
+        path = Path(__file__).with_name(_NAME + suffix)
+        if path.is_file():
+            return path
+    return None
 
 
 def _signature(lib: ctypes.CDLL) -> None:
@@ -38,6 +37,8 @@ def _signature(lib: ctypes.CDLL) -> None:
         bwd = getattr(lib, f"interlace_bwd_{suffix}")
         bwd.argtypes = [p, p, p, p, p, p, p, p, p, i64, i64, i64, i64, i64, c_int]
         bwd.restype = None
+    lib.interlace_first_bad_index.argtypes = [p, p, i64, i64]
+    lib.interlace_first_bad_index.restype = i64
 
 
 _disabled = False
@@ -55,7 +56,7 @@ def torch_path() -> Iterator[None]:
 
 
 def kernels() -> ctypes.CDLL | None:
-    """The compiled kernel library, or None when disabled or unavailable (a warning says why)."""
+    """The compiled kernel library, or None when disabled or unavailable (a warning, once, says why)."""
     if _disabled or os.environ.get("TINLAB_KERNELS", "1") == "0":
         return None
     return _load()
@@ -63,27 +64,16 @@ def kernels() -> ctypes.CDLL | None:
 
 @lru_cache(maxsize=1)
 def _load() -> ctypes.CDLL | None:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        warnings.warn("tinlab: no C compiler found; TIN uses its slower pure-PyTorch path", stacklevel=2)
-        return None
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join([compiler, *_FLAGS, platform.machine(),
-                                                            platform.node()]).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"interlace-{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
-        os.close(fd)
+    path = library_path()
+    why = None
+    if path is None:
+        why = "the compiled kernel is not installed (pip install builds it with a C compiler)"
+    else:
         try:
-            subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", tmp], check=True, capture_output=True,
-                           text=True, timeout=120)
-            os.replace(tmp, target)
-        except (OSError, subprocess.SubprocessError) as e:
-            Path(tmp).unlink(missing_ok=True)
-            detail = getattr(e, "stderr", "") or str(e)
-            warnings.warn(f"tinlab: compiling {_SOURCE.name} failed ({detail.strip()[:300]}); TIN uses its "
-                          "slower pure-PyTorch path", stacklevel=2)
-            return None
-    lib = ctypes.CDLL(str(target))
-    _signature(lib)
-    return lib
+            lib = ctypes.CDLL(str(path))
+            _signature(lib)
+            return lib
+        except (OSError, AttributeError) as e:  # unloadable, or a library of another tinlab version
+            why = f"loading {path} failed ({e})"
+    warnings.warn(f"tinlab: {why}; TIN uses its slower pure-PyTorch path", RuntimeWarning, stacklevel=3)
+    return None

@@ -96,6 +96,7 @@ def interlace_frames(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tens
     lib = _cpu_kernels(x, src0, src1, a0, a1)
     if lib is None:
         return _interlace_frames_torch(x, src0, src1, a0, a1)
+    _check_indices(lib, src0, src1, x.shape[1])
     y = torch.empty_like(x)
     n, t, r = x.shape[:3]
     l = math.prod(x.shape[3:])
@@ -118,6 +119,15 @@ def _cpu_kernels(x: Tensor, *others: Tensor):
     from ._kernel import kernels
 
     return kernels()
+
+
+def _check_indices(lib, src0: Tensor, src1: Tensor, frames: int) -> None:
+    """The C kernels read frames src0/src1 through raw pointers: an index outside [0, T) is an error here,
+    as it is in the PyTorch path's index_select, never an out-of-bounds read."""
+    bad = lib.interlace_first_bad_index(src0.data_ptr(), src1.data_ptr(), src0.numel(), frames)
+    if bad >= 0:
+        raise IndexError(f"interlace_frames: source frame {src0.view(-1)[bad].item()} / {src1.view(-1)[bad].item()} "
+                         f"at position {bad} is outside [0, {frames})")
 
 
 def _row_index(x: Tensor, src: Tensor) -> Tensor:
@@ -169,6 +179,7 @@ def interlace_frames_backward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor,
     lib = _cpu_kernels(x, src0, src1, a0, a1, grad)
     if lib is None:
         return _interlace_frames_backward_torch(x, src0, src1, a0, a1, grad, need_x, need_a0, need_a1)
+    _check_indices(lib, src0, src1, x.shape[1])
     n, t, r = x.shape[:3]
     l = math.prod(x.shape[3:])
     grad_x = torch.empty_like(x) if need_x else x.new_empty(0)

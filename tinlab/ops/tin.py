@@ -12,8 +12,9 @@ Applied to the input of conv1 in the residual branch of every block (see ``tinla
    the reverse groups reuse the weights of their twins.
 6. Fractional shift with linear interpolation and temporal attention: :func:`tinlab.ops.interlace`.
 
-Unlike the official code, nothing is copied to the host in the forward pass (no debug buffers);
-``last_offsets`` / ``last_weights`` keep detached device tensors for analysis when ``record=True``.
+Unlike the official code, nothing is copied to the host in the forward pass (no debug buffers). To
+read the offsets and weights, hook ``offset_net`` / ``weight_net`` (their outputs are the offsets
+(N, G) and weights (N, T, G) before the reverse groups): :class:`tinlab.engine.callbacks.InterlaceProbe`.
 """
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ class TemporalInterlace(nn.Module):
 
     def __init__(self, channels: int, num_segments: int, *, shift_div: int = 4, groups: int = 2,
                  reverse: bool = True, boundary: str = "zero", offset_range: float = 2.0,
-                 attention: bool = True, record: bool = False) -> None:
+                 attention: bool = True) -> None:
         super().__init__()
         if boundary not in BOUNDARIES:
             raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
@@ -129,9 +130,6 @@ class TemporalInterlace(nn.Module):
         self.boundary, self.offset_range, self.attention = boundary, float(offset_range), attention
         self.offset_net = OffsetNet(self.fold, num_segments, groups, offset_range)
         self.weight_net = WeightNet(self.fold, groups) if attention else None
-        self.record = record
-        self.last_offsets: Tensor | None = None
-        self.last_weights: Tensor | None = None
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, num_segments={self.num_segments}, shift_div={self.shift_div}, "
@@ -157,9 +155,6 @@ class TemporalInterlace(nn.Module):
         descriptor = leading_row_mean(rows, self.num_channel_groups).transpose(1, 2).contiguous()
         offsets = self.offset_net(descriptor)
         weights = self.weight_net(descriptor) if self.weight_net is not None else None
-        if self.record:
-            self.last_offsets = offsets.detach()
-            self.last_weights = weights.detach() if weights is not None else None
         if self.reverse:
             offsets = torch.cat([offsets, -offsets], 1)
             if weights is not None:

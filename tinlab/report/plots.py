@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from ..utils.io import atomic_write
 from .tables import MODEL_ORDER
 
 
@@ -31,10 +31,11 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    """Write through a temporary file so a killed job leaves no half-written figure."""
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    os.replace(tmp, path)
+    """Write atomically (:func:`tinlab.utils.io.atomic_write`): a killed job leaves no half-written figure."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip("."), dpi=130, bbox_inches="tight"))
+    plt.close(fig)
     return path
 
 

@@ -1,25 +1,35 @@
 """Accuracy and cost regression check: ``python -m tinlab regress --results results --reference
-results/reference``.
+results/reference [--require table1 ...]``.
 
 For every table both folders have (``table1/2/5.csv``, ``complexity.csv``), rows are matched on
 their keys and compared:
 
 * ``params``: exactly; ``gflops``: to the 6 significant digits the CSVs keep (a change in either
   means the architecture changed);
-* ``val_top1`` / ``val_top5``: within ``--tolerance`` percentage points (default 2.0; seeds are fixed
-  and CPU runs are bit-reproducible on one machine, the tolerance absorbs other CPUs and BLAS builds);
-* a row of the reference missing from the fresh results is a regression.
+* ``val_top1`` / ``val_top5`` / ``pair_accuracy``: within a tolerance in percentage points, on both
+  sides by default: a drop is a regression, and so is a rise beyond the tolerance (a rise that large
+  on a fixed-seed run means something else changed: labels leaking, a different split, a broken
+  baseline). ``--one-sided`` accepts rises. The tolerance is ``--tolerance``, else the reference
+  folder's ``tolerances.json`` (``{"default": 2.0, "table1": {"val_top1": 9.0, ...}}``, derived from
+  measured seed-to-seed spread, see ``bench/seed_spread.py``), else 2 points;
+* a row of the reference missing from the fresh table, or a column it compares, is a regression.
 
-``equivalence.csv`` of the fresh results must have every case within its bounds. A side-by-side table
-of everything that moved is printed; the exit code is 1 on any regression, 0 otherwise.
+A reference table that the fresh folder lacks is listed as "not produced" (not a regression: the
+user built fewer targets), unless it is named in ``--require``. ``equivalence.csv`` of the fresh
+results must have every case within its bounds. Exit code 1 on any regression, 0 otherwise, 2 on
+unreadable input.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+
+from ..errors import DataError, UserError
 
 KEYS = {
     "table1": ["model", "backbone", "frames", "input_size", "dataset"],
@@ -29,86 +39,154 @@ KEYS = {
 }
 EXACT = ["params"]
 SIGNIFICANT = ["gflops"]
-ACCURACY = ["val_top1", "val_top5"]
+ACCURACY = ["val_top1", "val_top5", "pair_accuracy"]
+DEFAULT_TOLERANCE = 2.0
+COLUMNS = ["where", "metric", "reference", "fresh", "delta", "tolerance", "status"]
 
 
-def _same_6g(a: float, b: float) -> bool:
-    return f"{a:.6g}" == f"{b:.6g}" or math.isclose(a, b, rel_tol=5e-6)
+def read_table(path: Path) -> pd.DataFrame:
+    """A result CSV; empty or unreadable is a :class:`~tinlab.errors.DataError` naming the file."""
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
+        raise DataError(f"{path}: not a readable results table ({' '.join(str(e).split())})") from None
+    if frame.empty:
+        raise DataError(f"{path}: the table has no rows")
+    return frame
 
 
-def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tolerance: float) -> list[dict]:
-    """One record per compared value that moved (status ok/REGRESSION) or row that went missing."""
-    keys = [k for k in KEYS[name] if k in reference and k in fresh]
+def tolerances(reference: Path, override: float | None) -> dict[str, Any]:
+    """The tolerance table: ``--tolerance`` for everything, else ``reference/tolerances.json``, else 2."""
+    if override is not None:
+        return {"default": override}
+    path = reference / "tolerances.json"
+    if not path.is_file():
+        return {"default": DEFAULT_TOLERANCE}
+    try:
+        table = json.loads(path.read_text())
+        float(table.get("default", DEFAULT_TOLERANCE))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise DataError(f"{path}: not a tolerance table ({e})") from None
+    return table
+
+
+def _tolerance(table: dict[str, Any], name: str, metric: str) -> float:
+    return float(table.get(name, {}).get(metric, table.get("default", DEFAULT_TOLERANCE)))
+
+
+def _record(where: str, metric: str, ref: Any, new: Any, status: str, tol: float | None = None) -> dict[str, Any]:
+    delta = new - ref if isinstance(ref, float) and isinstance(new, float) else None
+    return {"where": where, "metric": metric, "reference": ref, "fresh": new, "delta": delta, "tolerance": tol,
+            "status": status}
+
+
+def _status(col: str, ref: float, new: float, tol: float, two_sided: bool) -> str | None:
+    """None when nothing moved, else ok / REGRESSION / RISE."""
+    if col in EXACT:
+        return None if ref == new else "REGRESSION"
+    if col in SIGNIFICANT:
+        return None if f"{ref:.6g}" == f"{new:.6g}" or math.isclose(ref, new, rel_tol=5e-6) else "REGRESSION"
+    if math.isnan(ref) and math.isnan(new):
+        return None
+    if ref == new:
+        return None
+    if not new >= ref - tol:  # a drop, or a missing (NaN) value
+        return "REGRESSION"
+    return "RISE" if two_sided and new > ref + tol else "ok"
+
+
+def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tol: dict[str, Any],
+                  two_sided: bool = True) -> list[dict[str, Any]]:
+    """One record per compared value that moved, or per row or column that went missing."""
+    keys = [k for k in KEYS[name] if k in reference]
+    lacking = [c for c in keys + [c for c in EXACT + SIGNIFICANT + ACCURACY if c in reference] if c not in fresh]
+    if lacking:  # without its key columns a merge would cross-join; without a value nothing is compared
+        return [_record(name, c, "column", "missing", "REGRESSION") for c in lacking]
     if "seeds" in keys:  # "0" reads as an integer, "0 1 2" as text: compare them as text
         fresh, reference = (t.astype({"seeds": str}) for t in (fresh, reference))
+    if fresh.duplicated(keys).any():
+        raise DataError(f"{name}: the fresh table has several rows per {keys}; cannot match them")
     merged = reference.merge(fresh, on=keys, how="left", suffixes=("_ref", "_new"), indicator=True)
     out = []
     for _, row in merged.iterrows():
         where = f"{name}: " + ", ".join(f"{k}={row[k]}" for k in keys)
         if row["_merge"] == "left_only":
-            out.append({"where": where, "metric": "row", "reference": "present", "fresh": "missing",
-                        "delta": None, "status": "REGRESSION"})
+            out.append(_record(where, "row", "present", "missing", "REGRESSION"))
             continue
         for col in EXACT + SIGNIFICANT + ACCURACY:
-            if f"{col}_ref" not in row or pd.isna(row[f"{col}_ref"]):
+            if f"{col}_ref" not in row or (col not in ACCURACY and pd.isna(row[f"{col}_ref"])):
                 continue
             ref, new = float(row[f"{col}_ref"]), float(row[f"{col}_new"])
-            if col in EXACT:
-                bad = ref != new
-            elif col in SIGNIFICANT:
-                bad = not _same_6g(ref, new)
-            else:
-                bad = not new >= ref - tolerance  # only a drop is a regression; a missing value (NaN) is one
-            if ref != new or bad:
-                out.append({"where": where, "metric": col, "reference": ref, "fresh": new, "delta": new - ref,
-                            "status": "REGRESSION" if bad else "ok"})
+            t = _tolerance(tol, name, col) if col in ACCURACY else None
+            status = _status(col, ref, new, t or 0.0, two_sided)
+            if status is not None:
+                out.append(_record(where, col, ref, new, status, t))
     return out
 
 
-def check_equivalence(path: Path) -> list[dict]:
-    frame = pd.read_csv(path)
+def check_equivalence(path: Path) -> list[dict[str, Any]]:
+    frame = read_table(path)
     failed = frame[~frame["passed"].astype(bool)]
-    return [{"where": f"equivalence: {r.kind} T={r.num_segments} G={r.groups} reverse={r.reverse} "
-                      f"{r.boundary} {r.dtype}", "metric": "passed", "reference": True, "fresh": False,
-             "delta": None, "status": "REGRESSION"} for r in failed.itertuples()]
+    return [_record(f"equivalence: {r.kind} T={r.num_segments} G={r.groups} reverse={r.reverse} {r.boundary} "
+                    f"{r.dtype}", "passed", True, False, "REGRESSION") for r in failed.itertuples()]
 
 
-def regress(results: Path, reference: Path, tolerance: float = 2.0) -> pd.DataFrame:
-    """Everything that moved between ``reference`` and ``results`` (see module doc)."""
-    records, compared = [], 0
+def regress(results: Path, reference: Path, tolerance: float | None = None, require: tuple[str, ...] = (),
+            two_sided: bool = True) -> pd.DataFrame:
+    """Everything that moved between ``reference`` and ``results`` (module doc), plus one
+    ``not produced`` row per reference table the results lack."""
+    for folder, what in ((results, "results"), (reference, "reference")):
+        if not folder.is_dir():
+            raise UserError(f"--{what} {folder} is not a folder")
+    unknown = sorted(set(require) - set(KEYS) - {"equivalence"})
+    if unknown:
+        raise UserError(f"--require {' '.join(unknown)}: not a table (one of {sorted(KEYS)} or equivalence)")
+    tol, records, compared = tolerances(reference, tolerance), [], 0
     for name in KEYS:
         ref, new = reference / f"{name}.csv", results / f"{name}.csv"
-        if ref.is_file():
-            if not new.is_file():
-                records.append({"where": name, "metric": "file", "reference": str(ref), "fresh": "missing",
-                                "delta": None, "status": "REGRESSION"})
-                continue
-            records += compare_table(name, pd.read_csv(new), pd.read_csv(ref), tolerance)
+        if name in require and not ref.is_file():
+            raise UserError(f"--require {name}: the reference {reference} has no {ref.name}")
+        if ref.is_file() and new.is_file():
+            records += compare_table(name, read_table(new), read_table(ref), tol, two_sided)
             compared += 1
+        elif ref.is_file():
+            records.append(_record(name, "file", str(ref), "missing",
+                                   "REGRESSION" if name in require else "not produced"))
     if (results / "equivalence.csv").is_file():
         records += check_equivalence(results / "equivalence.csv")
         compared += 1
-    if not compared:
-        raise FileNotFoundError(f"nothing to compare: no table of {sorted(KEYS)} or equivalence.csv in both "
-                                f"{results} and {reference}")
-    return pd.DataFrame(records, columns=["where", "metric", "reference", "fresh", "delta", "status"])
+    elif "equivalence" in require:
+        records.append(_record("equivalence", "file", "required", "missing", "REGRESSION"))
+    if not compared and not require:
+        raise UserError(f"nothing to compare: no table of {sorted(KEYS)} or equivalence.csv in both "
+                        f"{results} and {reference}")
+    return pd.DataFrame(records, columns=COLUMNS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default="results", help="folder with fresh tables")
     parser.add_argument("--reference", default="results/reference", help="folder with reference tables")
-    parser.add_argument("--tolerance", type=float, default=2.0,
-                        help="allowed drop of val top-1/top-5, in percentage points")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="allowed change of val top-1/top-5/pair accuracy, in percentage points "
+                             "(default: the reference's tolerances.json, else 2)")
+    parser.add_argument("--require", nargs="+", default=[], metavar="TABLE",
+                        help="tables that must be produced and compared (e.g. table1 equivalence)")
+    parser.add_argument("--one-sided", action="store_true", help="accept accuracy rises of any size")
 
 
 def run(args: argparse.Namespace) -> int:
-    moved = regress(Path(args.results), Path(args.reference), args.tolerance)
+    moved = regress(Path(args.results), Path(args.reference), args.tolerance, tuple(args.require),
+                    two_sided=not args.one_sided)
+    absent = moved[moved.status == "not produced"]
+    moved = moved[moved.status != "not produced"]
+    bad = int(moved.status.isin(["REGRESSION", "RISE"]).sum())
+    if not moved.empty:
+        with pd.option_context("display.width", 200, "display.max_colwidth", 90):
+            print(moved.to_string(index=False))
+    if not absent.empty:
+        print("not produced (not compared): " + ", ".join(absent["where"]))
     if moved.empty:
         print(f"tinlab regress: nothing moved ({args.results} vs {args.reference})")
-        return 0
-    with pd.option_context("display.width", 200, "display.max_colwidth", 90):
-        print(moved.to_string(index=False))
-    bad = int((moved.status == "REGRESSION").sum())
-    print(f"tinlab regress: {bad} regression(s), {len(moved) - bad} change(s) within tolerance "
-          f"(tolerance {args.tolerance} points)")
+    else:
+        print(f"tinlab regress: {bad} regression(s), {len(moved) - bad} change(s) within tolerance")
     return 1 if bad else 0

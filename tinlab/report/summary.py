@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..utils.provenance import atomic_write_text, provenance_path
+from ..utils.io import atomic_write_text
+from ..utils.provenance import provenance_path
 
 DROP = {"metrics_file", "published_source"}
 

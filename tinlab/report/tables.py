@@ -1,8 +1,8 @@
 """Paper-style tables from evaluated runs: ``python -m tinlab report --table table1 ...``.
 
 Every row comes from one metrics JSON written by ``tinlab evaluate``: its provenance holds the full
-run config, from which the model is rebuilt to count GFLOPs (one view, :func:`tinlab.measure.flops`)
-and parameters at the run's own scale. Accuracies are percentages, as in the paper.
+run config, and its ``cost`` the GFLOPs (one view) and parameters that evaluation counted on the model
+it evaluated (reporting measures nothing). Accuracies are percentages, as in the paper.
 
 * ``table1``: model, backbone, frames, input size, GFLOPs/video, params, val top-1/top-5 (+ pair
   accuracy between time-reversed twins, inference latency, dataset), TIN paper Table 1 layout.
@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ..errors import DataError
+from ..utils.io import read_text
 
 MODEL_ORDER = ["tsn", "tsm", "tin", "rtcn", "tcn", "tada"]
 TABLES = ("table1", "table2", "table5")
@@ -28,10 +30,10 @@ def load_run(path: str | Path) -> dict[str, Any]:
     """One metrics JSON -> a flat row (model, options, scale, accuracies, source file)."""
     path = Path(path)
     try:
-        m = json.loads(path.read_text())
-        cfg = m["provenance"]["config"]
+        m = json.loads(read_text(path))
+        cfg, cost = m["provenance"]["config"], m["cost"]
     except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: not a tinlab metrics JSON ({e})") from e
+        raise DataError(f"{path}: not a metrics JSON of this tinlab (missing {e}); evaluate the run again") from None
     from ..models import default_op_options
 
     options = {**default_op_options(cfg["model"]["name"]), **(cfg["model"].get("options") or {})}
@@ -46,22 +48,10 @@ def load_run(path: str | Path) -> dict[str, Any]:
         "groups": options.get("groups"), "reverse": options.get("reverse"), "boundary": options.get("boundary"),
         "options": json.dumps(cfg["model"].get("options") or {}, sort_keys=True), "epochs": cfg["optim"]["epochs"],
         "seed": cfg["run"]["seed"], "code_version": m["provenance"].get("code_version"),
+        "train_code_version": m.get("train_code_version"), "gflops": cost["gflops"], "params": cost["params"],
         "metrics_file": str(path),
     }
-    row.update(cost(row["model"], row["backbone"], row["width_mult"], row["small_stem"], row["frames"],
-                    row["input_size"], row["num_classes"], row["options"]))
     return row
-
-
-@lru_cache(maxsize=None)
-def cost(model: str, backbone: str, width_mult: float, small_stem: bool, frames: int, input_size: int,
-         num_classes: int, options: str) -> dict[str, float]:
-    """GFLOPs per video (one view) and parameters of one configuration."""
-    from ..measure.complexity import complexity_row
-
-    row = complexity_row(model, backbone=backbone, num_segments=frames, num_classes=num_classes,
-                         input_size=input_size, width_mult=width_mult, small_stem=small_stem, **json.loads(options))
-    return {"gflops": row["gflops"], "params": row["params"]}
 
 
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
@@ -84,6 +74,8 @@ def _over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
                      val_top1_std=g.val_top1.std(ddof=1),  # NaN for one seed
                      seeds=" ".join(str(int(v)) for v in g.seed),
                      val_top1_per_seed=";".join(f"{v:.4g}" for v in g.val_top1),
+                     train_code_version=" ".join(dict.fromkeys(g.get("train_code_version", pd.Series()).dropna()
+                                                               .astype(str))),
                      metrics_file=" ".join(g.metrics_file))
         out.append(first)
     return pd.DataFrame(out)
@@ -98,16 +90,17 @@ def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = No
             lat = lat.rename(columns={"name": "model", "median_ms": "latency_ms"})[["model", "frames", "latency_ms"]]
             out = out.merge(lat, on=["model", "frames"], how="left")
         cols = ["model", "backbone", "frames", "input_size", "gflops", "params", "val_top1", "val_top5",
-                "pair_accuracy", "latency_ms", "dataset", "width_mult", "views", "epochs", "metrics_file"]
+                "pair_accuracy", "latency_ms", "dataset", "width_mult", "views", "epochs", "train_code_version",
+                "metrics_file"]
     elif kind == "table2":
         out = _order(rows)
         cols = ["dataset", "model", "frames", "val_top1", "val_top5", "pair_accuracy", "gflops", "params",
-                "metrics_file"]
+                "train_code_version", "metrics_file"]
     elif kind == "table5":
         out = _over_seeds(rows[rows.model == "tin"]).sort_values(["boundary", "groups", "reverse"],
                                                                  ascending=[False, True, False])
         cols = ["groups", "reverse", "boundary", "frames", "val_top1", "val_top1_std", "val_top5", "pair_accuracy",
-                "seeds", "val_top1_per_seed", "params", "gflops", "dataset", "metrics_file"]
+                "seeds", "val_top1_per_seed", "params", "gflops", "dataset", "train_code_version", "metrics_file"]
     else:
         raise ValueError(f"unknown table {kind!r}; one of {TABLES}")
     return out[[c for c in cols if c in out]].reset_index(drop=True)
@@ -121,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..utils.provenance import provenance, write_csv
+    from ..utils.io import write_csv
+    from ..utils.provenance import provenance
 
     rows = pd.DataFrame([load_run(p) for p in args.metrics])
     latency = pd.read_csv(args.latency) if args.latency else None

@@ -1,65 +1,73 @@
-# Helpers shared by the rules: the training variants each table needs, their run-config overrides,
-# and the checks that stop the workflow before anything runs.
+# Helpers shared by the rules: the training variants each table needs, their run configs, and the checks
+# that stop the workflow before anything runs.
 import json
-import os
-import shlex
-import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from tinlab.engine.config import ConfigError, base_for_frames, config_from_dict
-from tinlab.models import default_op_options
+from tinlab.utils.io import read_yaml
 
-# Jobs run `python -m tinlab ...` with the interpreter that runs Snakemake (the project's venv), not
-# whatever `python` PATH finds first (--use-conda prepends its own environment to PATH instead).
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-
-# The software environment of every job (with --use-conda): the project's own environment.yml.
+# One software environment for every rule: each rule is `python -m tinlab <command>`, and the tinlab
+# install (pyproject.toml / environment.yml) carries what every command needs; per-rule environments
+# would each hold the same package.
 CONDA_ENV = str(Path(workflow.basedir) / "environment.yml")
 RUNS = config["runs_dir"]
 DATASETS = config["datasets"]
 MODEL_OPTIONS = config.get("model_options", {})
 BASE_BY_FRAMES = config.get("base_by_frames", {})
+BASE_SEED = config["base"].get("run", {}).get("seed", 0)
+LATENCY = config["latency"]
+TABLES = [t for t in ("table1", "table2", "table5") if t in config]  # table2 and table5 are optional
 
 
 def _check_config():
-    """Fail at parse time, naming the key or value, for what the JSON schema cannot see."""
-    for table, key in (("table1", "dataset"), ("table5", "dataset")):
-        if config[table][key] not in DATASETS:
-            raise WorkflowError(f"config: {table}.{key} = {config[table][key]!r} is not under 'datasets' "
+    """Fail at parse time, naming the key or value, for what the JSON schema cannot see. Datasets are
+    checked here for being configured; whether their files exist is checked only for the datasets the
+    requested targets need (dataset_marker), so Table 1 needs Table 1's dataset alone."""
+    for path in workflow.configfiles:  # Snakemake's YAML loader keeps the last of two equal keys silently
+        try:
+            read_yaml(path)
+        except ConfigError as e:
+            raise WorkflowError(f"config: {e}") from None
+    for table in ("table1", "table5"):
+        if table in config and config[table]["dataset"] not in DATASETS:
+            raise WorkflowError(f"config: {table}.dataset = {config[table]['dataset']!r} is not under 'datasets' "
                                 f"(known: {sorted(DATASETS)})")
-    for name in config["table2"]["datasets"]:
+    for name in config.get("table2", {}).get("datasets", []):
         if name not in DATASETS:
             raise WorkflowError(f"config: table2.datasets has {name!r}, not under 'datasets' ({sorted(DATASETS)})")
-    for name, spec in DATASETS.items():
-        if "generate" not in spec and not Path(spec["root"]).is_dir():
-            raise WorkflowError(f"config: datasets.{name}.root = {spec['root']!r} does not exist; point it at "
-                                f"the dataset's frames and list files (README: 'Bring your own data')")
+    from tinlab.models import list_models
+
+    for name in MODEL_OPTIONS:
+        if name not in list_models():
+            raise WorkflowError(f"config: model_options.{name}: no model {name!r} (registered: {list_models()})")
     for t, entry in BASE_BY_FRAMES.items():
         if isinstance(entry, dict) and "seed" in (entry.get("run") or {}):
             raise WorkflowError(f"config: base_by_frames.{t}.run.seed: seeds are set by base.run.seed and "
                                 f"table5.seeds, not per number of frames")
-    frames = set(config["table1"]["frames"]) | {config["table2"]["frames"], config["table5"]["frames"]}
-    try:  # the engine's own validation of every run config (unknown keys, types, names)
-        config_from_dict(config["base"], "config: base")
-        for t in sorted(frames):
-            config_from_dict(base_for_frames(config["base"], BASE_BY_FRAMES, t),
-                             f"config: base merged with base_by_frames for {t} frames")
+    _check_run_configs()
+
+
+def _check_run_configs():
+    """The engine's own validation (unknown keys, types, ranges, model names and options) of every run
+    config the tables train, before anything runs."""
+    try:
+        for name in sorted(VARIANTS):
+            config_from_dict(run_config_of(name), f"config: run config of {name}")
     except ConfigError as e:
         raise WorkflowError(str(e)) from None
 
 
-_check_config()
-
-
 def _non_default(model, options):
-    defaults = default_op_options(model)
+    from tinlab.models import default_op_options
+
+    try:
+        defaults = default_op_options(model)
+    except ValueError as e:
+        raise WorkflowError(f"config: {e}") from None
     return {k: v for k, v in sorted({**MODEL_OPTIONS.get(model, {}), **(options or {})}.items())
             if defaults.get(k, object()) != v}
-
-
-BASE_SEED = config["base"].get("run", {}).get("seed", 0)
 
 
 def variant_name(model, frames, dataset, options=None, seed=None):
@@ -93,39 +101,36 @@ def table_variants(table):
                 for o in grid for seed in spec.get("seeds", [BASE_SEED]))
 
 
-VARIANTS = {**table_variants("table1"), **table_variants("table2"), **table_variants("table5")}
+VARIANTS = {name: spec for table in TABLES for name, spec in table_variants(table).items()}
 
 
-def _flatten(prefix, value):
-    if isinstance(value, dict) and prefix != "model.options" and not prefix.startswith("data.preset"):
-        for key, sub in value.items():
-            yield from _flatten(f"{prefix}.{key}" if prefix else key, sub)
-    else:
-        yield prefix, value
-
-
-def train_overrides(wildcards):
-    """The --set arguments of one run: the base config (with its frames' base_by_frames entry merged
-    over it), then the variant (shell-quoted)."""
-    v = VARIANTS[wildcards.variant]
+def run_config_of(variant):
+    """The run config of one training job, as the run_config job writes it: the base config with its
+    frames' base_by_frames entry merged over it, then the variant's model, data and seed."""
+    v = VARIANTS[variant]
     ds = DATASETS[v["dataset"]]
-    base = json.loads(json.dumps(base_for_frames(config["base"], BASE_BY_FRAMES, v["frames"])))  # deep copy
-    base.setdefault("model", {}).update(name=v["model"], options=v["options"])
-    base.setdefault("data", {}).update(dataset=v["dataset"], root=ds["root"], num_segments=v["frames"],
-                                       preset=ds.get("preset", {}))
-    base.setdefault("run", {}).update(seed=v["seed"])
-    return " ".join(f"--set {shlex.quote(f'{k}={json.dumps(val)}')}" for k, val in _flatten("", base))
+    cfg = json.loads(json.dumps(base_for_frames(config["base"], BASE_BY_FRAMES, v["frames"])))  # deep copy
+    cfg.setdefault("model", {}).update(name=v["model"], options=v["options"])
+    cfg.setdefault("data", {}).update(dataset=v["dataset"], root=ds["root"], num_segments=v["frames"],
+                                      preset=ds.get("preset", {}))
+    cfg.setdefault("run", {}).update(seed=v["seed"])
+    return cfg
 
 
 def dataset_marker(name):
     """The file whose existence means the dataset is ready: dataset.json of a generated one, or the
-    validation list of a real one (which must already exist)."""
+    validation list of a real one, which must already exist (checked only for the datasets the
+    requested targets need)."""
     spec = DATASETS[name]
     if "generate" in spec:
         return f"{spec['root']}/dataset.json"
     from tinlab.data import get_preset
 
-    return str(Path(spec["root"]) / get_preset(name, **spec.get("preset", {})).val_list)
+    marker = Path(spec["root"]) / get_preset(name, **spec.get("preset", {})).val_list
+    if not marker.is_file():
+        raise WorkflowError(f"config: datasets.{name}.root = {spec['root']!r}: {marker} does not exist; point it at "
+                            f"the dataset's frames and list files (README: 'Bring your own data')")
+    return str(marker)
 
 
 def metrics_of(table):
@@ -151,7 +156,7 @@ def _latency_args():
     """Latency at the experiment's own scale: Table 1's models and frames on the base run config."""
     from tinlab.data import get_preset
 
-    base, lat = config_from_dict(config["base"], "config: base"), config["latency"]
+    base, lat = config_from_dict(config["base"], "config: base"), LATENCY
     dataset = config["table1"]["dataset"]
     classes = get_preset(dataset, **DATASETS[dataset].get("preset", {})).num_classes
     args = [f"--models {' '.join(config['table1']['models'])}",
@@ -170,5 +175,7 @@ def _tin_runs():
     return {t: f"{RUNS}/{variant_name('tin', t, spec['dataset'])}" for t in spec["frames"]}
 
 
-PLOTS = ["accuracy_vs_gflops", "ablation", "training_curves", "latency"] + (
+_check_config()
+
+PLOTS = ["accuracy_vs_gflops", "training_curves", "latency"] + (["ablation"] if "table5" in config else []) + (
     ["offsets", "weights"] if _tin_runs() else [])

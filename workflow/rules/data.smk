@@ -1,4 +1,4 @@
-# Data: generate the synthetic datasets (real ones must already exist; checked at parse time).
+# Data: generate the synthetic datasets (real ones must already exist; checked for the targets that need them).
 import os
 
 for _name, _spec in DATASETS.items():
@@ -13,6 +13,7 @@ for _name, _spec in DATASETS.items():
             root=lambda w, output: os.path.dirname(output[0]),
             args=cli_flags(_spec["generate"]),
         log: f"logs/generate/{_name}.log"
+        benchmark: f"benchmarks/generate/{_name}.tsv"
         conda: CONDA_ENV
         threads: 2
         resources: mem_mb=2000

@@ -4,9 +4,10 @@
 rule equivalence:
     output: "results/equivalence.csv"
     params:
-        frames=" ".join(map(str, config["equivalence"].get("frames", [8, 16]))),
-        groups=" ".join(map(str, config["equivalence"].get("groups", [1, 2, 4]))),
+        frames=" ".join(map(str, config["equivalence"]["frames"])),
+        groups=" ".join(map(str, config["equivalence"]["groups"])),
     log: "logs/equivalence.log"
+    benchmark: "benchmarks/equivalence.tsv"
     conda: CONDA_ENV
     threads: 1
     shell: "python -m tinlab equivalence --out {output} --frames {params.frames} --groups {params.groups} > {log} 2>&1"
@@ -17,6 +18,7 @@ rule complexity:
     params:
         args=cli_flags(config["complexity"]),
     log: "logs/complexity.log"
+    benchmark: "benchmarks/complexity.tsv"
     conda: CONDA_ENV
     threads: 1
     shell: "python -m tinlab complexity --out {output} {params.args} > {log} 2>&1"
@@ -25,16 +27,18 @@ rule complexity:
 rule latency:
     output:
         csv="results/latency.csv",
-        traces=directory("results/traces"),
+        # one profiler trace per model, only when latency.trace is on
+        **({"traces": directory("results/traces")} if LATENCY["trace"] else {}),
     params:
         args=_latency_args(),
-        threads=config["latency"].get("threads", 2),
-        trace=lambda w, output: f"--trace-dir {output.traces}" if config["latency"].get("trace", True) else "",
+        threads=LATENCY["threads"],
+        trace="--trace-dir results/traces" if LATENCY["trace"] else "",
     log: "logs/latency.log"
+    benchmark: "benchmarks/latency.tsv"
     conda: CONDA_ENV
     # Timed code: fixed threads, and nothing else of the workflow runs beside it (all cores held).
     threads: workflow.cores
-    resources: gpu=1 if config["latency"].get("device", "cpu").startswith("cuda") else 0
+    resources: gpu=1 if LATENCY["device"].startswith("cuda") else 0
     shell:
         "python -m tinlab latency --out {output.csv} --threads {params.threads} {params.args} "
         "{params.trace} > {log} 2>&1"

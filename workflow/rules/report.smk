@@ -2,6 +2,7 @@
 
 
 rule table1:
+    localrule: True
     input:
         metrics=metrics_of("table1"),
         latency="results/latency.csv",
@@ -11,44 +12,44 @@ rule table1:
     shell: "python -m tinlab table --table table1 --metrics {input.metrics} --latency {input.latency} --out {output} > {log} 2>&1"
 
 
-rule table2:
-    input: metrics_of("table2")
-    output: "results/table2.csv"
-    log: "logs/table2.log"
-    conda: CONDA_ENV
-    shell: "python -m tinlab table --table table2 --metrics {input} --out {output} > {log} 2>&1"
+for _table in TABLES[1:]:  # table2, table5 where the profile asks for them
 
-
-rule table5:
-    input: metrics_of("table5")
-    output: "results/table5.csv"
-    log: "logs/table5.log"
-    conda: CONDA_ENV
-    shell: "python -m tinlab table --table table5 --metrics {input} --out {output} > {log} 2>&1"
+    rule:
+        name: _table
+        localrule: True
+        input: metrics_of(_table)
+        output: f"results/{_table}.csv"
+        params: table=_table
+        log: f"logs/{_table}.log"
+        conda: CONDA_ENV
+        shell: "python -m tinlab table --table {params.table} --metrics {input} --out {output} > {log} 2>&1"
 
 
 rule plots:
+    localrule: True
     input:
         table1="results/table1.csv",
-        table5="results/table5.csv",
+        table5=[f"results/table5.csv" for _ in TABLES if _ == "table5"],
         latency="results/latency.csv",
-        metrics=[f"{run}/metrics.json" for run in _tin_runs().values()],
+        offsets=[f"{run}/metrics.offsets.csv" for run in _tin_runs().values()],
         summaries=[f"{RUNS}/{name}/train_summary.json" for name in table_variants("table1")],
     output: [f"results/plots/{p}.png" for p in PLOTS]
     params:
-        offsets=" ".join(f"{t}={run}/metrics.offsets.csv" for t, run in _tin_runs().items()),
+        offsets=lambda w, input: " ".join(f"{t}={csv}" for t, csv in zip(_tin_runs(), input.offsets)),
     log: "logs/plots.log"
     conda: CONDA_ENV
     shell:
-        "python -m tinlab plots --out-dir results/plots --table1 {input.table1} --table5 {input.table5} "
-        "--latency {input.latency} --summaries {input.summaries} "
+        "python -m tinlab plots --out-dir results/plots --table1 {input.table1} "
+        + ("--table5 {input.table5} " if "table5" in TABLES else "")
+        + "--latency {input.latency} --summaries {input.summaries} "
         + ("--offsets {params.offsets} " if _tin_runs() else "") + "> {log} 2>&1"
 
 
 rule summary:
+    localrule: True
     input:
-        tables=["results/table1.csv", "results/table2.csv", "results/table5.csv", "results/complexity.csv",
-                "results/equivalence.csv", "results/latency.csv"],
+        tables=[f"results/{t}.csv" for t in TABLES] + ["results/complexity.csv", "results/equivalence.csv",
+                                                        "results/latency.csv"],
         plots=rules.plots.output,
     output: "results/README.md"
     params: title=f"tinlab results: {config['experiment']}"

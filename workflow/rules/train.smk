@@ -1,30 +1,47 @@
-# Training and evaluation: one run directory per variant (model, options, frames, dataset).
+# Training and evaluation: one run config and one run folder per variant (model, options, frames, dataset, seed).
+
+
+rule run_config:
+    localrule: True
+    output: f"{RUNS}/configs/{{variant}}.yaml"
+    params: cfg=lambda w: run_config_of(w.variant)
+    log: "logs/run_config/{variant}.log"
+    run:
+        from tinlab.engine.config import config_from_dict, dump_config
+        from tinlab.utils.io import atomic_write_text
+
+        # The complete config (recipe values filled in), so the file says exactly what trains.
+        atomic_write_text(output[0], dump_config(config_from_dict(params.cfg, f"run config {wildcards.variant}")))
 
 
 rule train:
-    input: lambda w: dataset_marker(VARIANTS[w.variant]["dataset"])
+    input:
+        config=f"{RUNS}/configs/{{variant}}.yaml",
+        data=lambda w: dataset_marker(VARIANTS[w.variant]["dataset"]),
     output: f"{RUNS}/{{variant}}/train_summary.json"
-    params:
-        overrides=train_overrides,
-        out=lambda w: f"{RUNS}/{w.variant}",
+    params: out=lambda w, output: os.path.dirname(output[0])
     log: "logs/train/{variant}.log"
-    conda: CONDA_ENV
     benchmark: "benchmarks/train/{variant}.tsv"
+    conda: CONDA_ENV
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=config["resources"]["train_mem_mb"],
         gpu=config["resources"]["gpu"],
-    shell: "OMP_NUM_THREADS={threads} python -m tinlab train {params.overrides} --out {params.out} --quiet > {log} 2>&1"
+    # A changed run config (same run name) trains from scratch; a killed run resumes from its checkpoint.
+    shell: "python -m tinlab train --config {input.config} --out {params.out} --restart-if-changed --quiet > {log} 2>&1"
 
 
 rule evaluate:
     input: f"{RUNS}/{{variant}}/train_summary.json"
-    output: f"{RUNS}/{{variant}}/metrics.json"
-    params: run=lambda w: f"{RUNS}/{w.variant}"
+    output:
+        metrics=f"{RUNS}/{{variant}}/metrics.json",
+        offsets=f"{RUNS}/{{variant}}/metrics.offsets.csv",  # TIN/r-TCN offsets and weights (no rows for others)
+    params: run=lambda w, input: os.path.dirname(input[0])
     log: "logs/evaluate/{variant}.log"
+    benchmark: "benchmarks/evaluate/{variant}.tsv"
     conda: CONDA_ENV
     threads: config["resources"]["train_threads"]
     resources:
         mem_mb=config["resources"]["train_mem_mb"],
         gpu=config["resources"]["gpu"],
-    shell: "python -m tinlab evaluate --run {params.run} --out {output} > {log} 2>&1"
+    shell: "python -m tinlab evaluate --run {params.run} --out {output.metrics} > {log} 2>&1"

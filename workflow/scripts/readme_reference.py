@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tinlab.utils.provenance import atomic_write_text, provenance_path
+from tinlab.utils.io import atomic_write_text
+from tinlab.utils.provenance import provenance_path
 
 BEGIN, END = "<!-- reference-tables:begin -->", "<!-- reference-tables:end -->"
 
@@ -71,13 +72,23 @@ def latency_ratios(ref: Path) -> str:
     return _md(pd.DataFrame(rows), floatfmt=".2f")
 
 
+def trained_at(ref: Path) -> str:
+    """The code versions the reference runs were trained at (the tables' train_code_version column)."""
+    versions = []
+    for name in ("table1", "table2", "table5"):
+        t = pd.read_csv(ref / f"{name}.csv")
+        if "train_code_version" in t:
+            versions += [v for cell in t.train_code_version.dropna().astype(str) for v in cell.replace("+", " ").split()]
+    return ", ".join(dict.fromkeys(versions)) or "(not recorded by the tinlab that made these tables)"
+
+
 def render(ref: Path, shown: str) -> str:
     """The tables of ``ref``, which the text names ``shown`` (its path relative to the README)."""
     prov = json.loads(provenance_path(ref / "table1.csv").read_text())
     lat = pd.read_csv(ref / "latency.csv").iloc[0]
     ablation_frames = " / ".join(map(str, sorted(pd.read_csv(ref / "table5.csv").frames.unique())))
-    header = (f"Code {prov['code_version']}, torch {prov['torch']}, Python {prov['python']}; rendered from "
-              f"`{shown}` by `python workflow/scripts/readme_reference.py`.")
+    header = (f"Runs trained at {trained_at(ref)}; tables assembled at {prov['code_version']}; torch {prov['torch']}, "
+              f"Python {prov['python']}; rendered from `{shown}` by `python workflow/scripts/readme_reference.py`.")
     parts = [header,
              f"**Table 1** (`{shown}/table1.csv`; latency: batch {lat['batch']}, {lat['device_name']}, {lat['dtype']}):", table1(ref),
              f"**Table 2** (`{shown}/table2.csv`), temporal-sensitive vs temporal-insensitive data:", table2(ref),

@@ -11,6 +11,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Position of the first source-frame index outside [0, T) in s0 or s1 (count entries each), or -1.
+ * The kernels read x at these frames through raw pointers: the caller checks them first. */
+int64_t interlace_first_bad_index(const int64_t* s0, const int64_t* s1, int64_t count, int64_t T) {
+    for (int64_t k = 0; k < count; ++k)
+        if (s0[k] < 0 || s0[k] >= T || s1[k] < 0 || s1[k] >= T) return k;
+    return -1;
+}
+
 #define DEFINE_KERNELS(T_, SUFFIX)                                                                  \
 void interlace_fwd_##SUFFIX(const T_* x, const int64_t* s0, const int64_t* s1, const T_* a0,        \
                             const T_* a1, T_* y, int64_t N, int64_t T, int64_t R, int64_t G,        \

@@ -1,0 +1,34 @@
+"""tinlab/engine/builders.py: schedules, BN modes and parameter groups from a config."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tinlab.engine.builders import frozen_batchnorms, lr_factor
+from tinlab.engine.config import load_config
+from tinlab.engine.loop import Trainer
+
+
+def test_lr_schedules():
+    paper = load_config(None).optim
+    assert [lr_factor(e * 10, 10, paper) for e in (0, 9, 10, 19, 20, 24)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01])
+    official = load_config(None, ["optim.recipe=official"]).optim  # 1 warm-up epoch, cosine to 40
+    assert lr_factor(0, 10, official) == pytest.approx(0.1) and lr_factor(9, 10, official) == pytest.approx(1)
+    assert lr_factor(10, 10, official) == pytest.approx(1)
+    assert lr_factor(10 + 195, 10, official) == pytest.approx(0.5)  # half-way through the cosine
+    assert lr_factor(399, 10, official) < 1e-3
+
+
+def test_bn_modes_and_fc_multipliers(write_config):
+    cfg = load_config(write_config("tin"), ["optim.recipe=official", "optim.bn=partial"])
+    trainer = Trainer(cfg)
+    bns = [m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert trainer.frozen_bn == bns[1:] and bns[0].weight.requires_grad and not bns[1].weight.requires_grad
+    trainer._set_train_mode()
+    assert bns[0].training and not any(m.training for m in bns[1:])
+    lrs = {g["name"]: (g["lr"], g["weight_decay"]) for g in trainer.optimizer.param_groups}
+    warm = 1 / trainer.iters_per_epoch  # the warm-up's first step
+    assert lrs["fc_weight"] == (pytest.approx(0.01 * 5 * warm), 5e-4) and lrs["weight"][1] == 5e-4
+    assert lrs["fc_bias"] == (pytest.approx(0.01 * 10 * warm), 0.0) and lrs["no_decay"][1] == 0.0
+    assert len(frozen_batchnorms(trainer.model, "frozen")) == len(bns)

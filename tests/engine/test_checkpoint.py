@@ -1,0 +1,116 @@
+"""tinlab/engine/checkpoint.py: run-folder lock, orphan temporaries, and checkpoints that cannot run code."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinlab.__main__ import main
+from tinlab.engine.checkpoint import RunFolder
+from tinlab.engine.config import load_config
+from tinlab.engine.train import train
+from tinlab.errors import CheckpointError, RunFolderError
+from tinlab.utils.io import load_tensors
+
+
+class Payload:
+    """Unpickling this runs code: it creates a marker file (what a hostile checkpoint would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def hostile(path: Path, marker: Path, wrap: bool = True) -> Path:
+    model = torch.nn.Linear(2, 2).state_dict()
+    torch.save({"model": {**model, "x": Payload(marker)}, "epoch": 1, "format": 2} if wrap else Payload(marker), path)
+    assert not marker.exists()
+    return path
+
+
+def test_a_hostile_checkpoint_is_refused_on_resume_evaluate_and_pretrained(tmp_path, write_config, capsys):
+    marker = tmp_path / "code-ran"
+    run = tmp_path / "run"
+    run.mkdir()
+    hostile(run / "checkpoint.pt", marker)
+    config = write_config("tsn", optim={"epochs": 1})
+    assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 2  # resume
+    evil = hostile(tmp_path / "evil.pt", marker)
+    assert main(["evaluate", "--config", str(config), "--checkpoint", str(evil), "--out", str(tmp_path / "m.json")]) == 2
+    assert main(["train", "--config", str(config), "--set", f"model.pretrained={evil}", "--out",
+                 str(tmp_path / "pre"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all("refused: it holds pickled Python objects" in line for line in err)
+    assert str(run / "checkpoint.pt") in err[0] and str(evil) in err[1] and str(evil) in err[2]
+    assert not marker.exists(), "unpickling ran code"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "text"])
+def test_a_corrupt_checkpoint_names_the_file(tmp_path, damage):
+    path = tmp_path / "c.pt"
+    torch.save({"w": torch.ones(1000)}, path)
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "text": b"not a checkpoint\n"}[damage])
+    with pytest.raises(CheckpointError, match=f"{path}: not a readable checkpoint"):
+        load_tensors(path)
+
+
+def _hold(path: str, seconds: float) -> None:
+    with RunFolder(path).lock():
+        time.sleep(seconds)
+
+
+def test_a_second_process_is_refused_while_the_first_holds_the_folder(tmp_path):
+    folder = tmp_path / "run"
+    holder = multiprocessing.get_context("fork").Process(target=_hold, args=(str(folder), 30))
+    holder.start()
+    try:
+        for _ in range(100):  # wait until the holder wrote its pid
+            if (folder / ".lock").exists() and (folder / ".lock").read_text().strip():
+                break
+            time.sleep(0.05)
+        with pytest.raises(RunFolderError, match=f"in use by another tinlab train \\(pid {holder.pid}\\)"):
+            with RunFolder(folder).lock():
+                pass
+    finally:
+        holder.kill()
+        holder.join()
+    with RunFolder(folder).lock():  # a killed holder leaves no stale lock
+        pass
+
+
+def test_out_that_is_a_file_is_a_clear_error(tmp_path, write_config, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["train", "--config", str(write_config("tsn")), "--out", str(tmp_path / "file"), "--quiet"]) == 2
+    assert "is a file, not a run folder" in capsys.readouterr().err
+
+
+def test_orphan_temporaries_of_killed_writes_are_removed_on_the_next_start(tmp_path, write_config):
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)  # a pid that surely has no process any more
+    orphan = run / f".checkpoint.pt.{dead}.abc123.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    live = run / f".checkpoint.pt.{os.getppid()}.def456.tmp"  # a running writer's file is kept
+    live.write_bytes(b"being written")
+    train(load_config(write_config("tsn", optim={"epochs": 1})), run)
+    assert not orphan.exists() and live.exists()
+
+
+def test_evaluate_refuses_an_unfinished_run_unless_asked(tmp_path, write_config, capsys):
+    run = tmp_path / "run"
+    train(load_config(write_config("tsn", optim={"epochs": 2})), run, stop_after_epochs=1)
+    assert main(["evaluate", "--run", str(run)]) == 2
+    assert "has not finished training" in capsys.readouterr().err and not (run / "metrics.json").exists()
+    assert main(["evaluate", "--run", str(run), "--allow-unfinished"]) == 0
+    import json
+    assert json.loads((run / "metrics.json").read_text())["finished"] is False
