@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinlab.measure import latency  # noqa: E402
-from tinlab.measure.latency import Setting, interleaved_times  # noqa: E402
+from tinlab.measure import timing  # noqa: E402
+from tinlab.measure.timing import Setting, interleaved_times  # noqa: E402
 from tinlab.ops import interlace, interlace_reference  # noqa: E402
 
 BOUNDS = {
@@ -36,21 +36,21 @@ BOUNDS = {
 }
 
 
-# tinlab.measure.latency's candidates (forwards under inference_mode, models in eval mode), by the names
+# tinlab.measure.timing's candidates (forwards under inference_mode, models in eval mode), by the names
 # of this script's CSV.
 OP_NAMES = {("copy", "infer"): "clone", ("tsm", "infer"): "tsm_fwd", ("tin", "infer"): "tin_fwd",
             ("rtcn", "infer"): "rtcn_fwd", ("tsm", "train"): "tsm_fwdbwd", ("tin", "train"): "tin_fwdbwd"}
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, inner: int) -> dict[str, float]:
-    """Median seconds per call of each fn over interleaved rounds (tinlab.measure.latency's timer)."""
+    """Median seconds per call of each fn over interleaved rounds (tinlab.measure.timing's timer)."""
     times = interleaved_times(fns, rounds, warmup=1, inner=inner)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
 def op_candidates(batch: int, frames: int, channels: int, size: int) -> dict[str, Callable[[], object]]:
     setting = Setting(batch=batch, frames=frames)
-    ops = latency.op_candidates(setting, ["copy", "tsm", "tin", "rtcn"], channels, size, ["infer", "train"])
+    ops = timing.op_candidates(setting, ["copy", "tsm", "tin", "rtcn"], channels, size, ["infer", "train"])
     fns = {OP_NAMES[k]: fn for k, fn in ops.items() if k in OP_NAMES}
     torch.manual_seed(0)  # the functional form on its own, against the naive gather
     x5 = torch.randn(batch, frames, channels, size, size)
@@ -63,7 +63,7 @@ def op_candidates(batch: int, frames: int, channels: int, size: int) -> dict[str
 
 def model_candidates(batch: int, frames: int, size: int) -> dict[str, Callable[[], object]]:
     setting = Setting(batch=batch, frames=frames, size=size, backbone="resnet50", num_classes=174)
-    fns, built = latency.model_candidates(setting, ["tsm", "tin"], ["infer"])
+    fns, built = timing.model_candidates(setting, ["tsm", "tin"], ["infer"])
     for model in built.values():
         model.eval()
     return {f"{name}_r50_infer": fn for (name, _), fn in fns.items()}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import tinlab
-from tinlab.measure.flops import flops
+from tinlab.measure.cost import flops
 
 
 @pytest.mark.parametrize("name", tinlab.list_models())

@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tinlab import list_temporal_ops
 from tinlab.ops import create_temporal_op, interlace, interlace_reference
 
 N, T, C, S = 8, 8, 256, 28
-OPS = ["tsm", "tin", "rtcn", "tcn", "tada"]
+OPS = list_temporal_ops()  # every registered module, plug-ins included
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from .errors import TrainingFailed, UserError, one_line
 COMMANDS: dict[str, tuple[str, str]] = {
     "equivalence": ("tinlab.measure.equivalence", "verify TIN == r-TCN forward and backward, write a CSV"),
     "complexity": ("tinlab.measure.complexity", "GFLOPs and parameters of every model at paper scale"),
-    "latency": ("tinlab.measure.latency", "latency of models and temporal ops (+ profiler traces)"),
+    "latency": ("tinlab.measure.timing", "latency of models and temporal ops (+ profiler traces)"),
     "table": ("tinlab.report.tables", "a paper-style table (table1, table2, table5) from evaluated runs"),
     "plots": ("tinlab.report.plots", "figures: accuracy vs GFLOPs, ablation, offsets/weights, curves, latency"),
     "summary": ("tinlab.report.summary", "results/README.md: tables rendered, plots embedded"),
@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("tinlab.data.synthetic", "generate a synthetic dataset in Something-Something layout"),
     "train": ("tinlab.engine.train", "train a model from a YAML config (resumes from its checkpoint)"),
     "evaluate": ("tinlab.engine.evaluate", "evaluate a trained run: top-1/top-5, per-class, twins, offsets"),
+    "convert": ("tinlab.models.checkpoints", "convert a checkpoint between the official, MMAction2 and tinlab layouts"),
 }
 
 EXIT_FAILED, EXIT_USAGE = 1, 2

@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tinlab.data.dataset import (DATASET_PRESETS, VideoFrameDataset, build_dataloader, build_dataset,
+from tinlab.data.presets import DATASET_PRESETS
+from tinlab.data.dataset import (VideoFrameDataset, build_dataloader, build_dataset,
                                  get_preset, parse_list_file, sample_indices, set_epoch)
 from tinlab.data.transforms import ToTensor, build_transforms
 from tinlab.errors import DataError

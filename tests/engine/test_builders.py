@@ -32,3 +32,10 @@ def test_bn_modes_and_fc_multipliers(write_config):
     assert lrs["fc_weight"] == (pytest.approx(0.01 * 5 * warm), 5e-4) and lrs["weight"][1] == 5e-4
     assert lrs["fc_bias"] == (pytest.approx(0.01 * 10 * warm), 0.0) and lrs["no_decay"][1] == 0.0
     assert len(frozen_batchnorms(trainer.model, "frozen")) == len(bns)
+    # the official TIN recipe: OffsetNet / WeightNet biases at twice the learning rate, no decay
+    assert lrs["bias"] == (pytest.approx(0.01 * 2 * warm), 0.0)
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in trainer.optimizer.param_groups}
+    tin = next(m for _, m in trainer.model.interlace_modules())
+    nets = [tin.offset_net.conv.bias, tin.offset_net.fc1.bias, tin.offset_net.fc2.bias, tin.weight_net.conv.bias]
+    assert all(id(b) in groups["bias"] for b in nets) and id(tin.offset_net.fc1.weight) in groups["weight"]
+    assert load_config(None).optim.bias_lr_mult == 1.0  # the paper recipe: 1x

@@ -21,12 +21,12 @@ def test_every_model_maps_clips_to_logits_and_trains(name):
 
 
 def test_registry_and_head_init():
-    assert tinlab.list_models() == ["rtcn", "tada", "tcn", "tin", "tsm", "tsn"]
+    assert tinlab.list_models() == ["tsn", "tsm", "tin", "rtcn", "tcn", "tada"]
     m = tinlab.create_model("tsn", backbone="resnet50", num_classes=174)
     assert m.fc.bias.abs().max() == 0 and 0.0007 < m.fc.weight.std() < 0.0013
     with pytest.raises(ValueError, match="unknown model 'i3d'"):
         tinlab.create_model("i3d")
-    with pytest.raises(TypeError, match="'tsn' has no temporal op"):
+    with pytest.raises(TypeError, match=r"model 'tsn' does not take option\(s\) \['groups'\]"):
         tinlab.create_model("tsn", groups=2)
 
 
@@ -48,7 +48,7 @@ def test_tsn_ignores_frame_order_and_temporal_models_do_not():
                     torch.nn.init.normal_(p)
         if name == "tada":  # identity calibration at init: switch the routing on
             for n, p in m.named_parameters():
-                if n.endswith("route.b.weight") or n.endswith("_temporal.weight"):
+                if n.endswith("route.b.weight") or n.endswith(".temporal.weight"):
                     torch.nn.init.normal_(p, 0, 0.5)
         with torch.no_grad():
             a, b = m(x), m(x.flip(1))
@@ -61,7 +61,7 @@ def test_tada_starts_as_tsn():
     tsn = tinlab.create_model("tsn", num_segments=4, **SMALL).eval()
     tada = tinlab.create_model("tada", num_segments=4, **SMALL).eval()
     missing = tada.load_state_dict(tsn.state_dict(), strict=False).missing_keys
-    assert missing and all("route" in k or "_temporal" in k for k in missing)
+    assert missing and all("route" in k or ".temporal." in k for k in missing)
     x = torch.randn(2, 4, 3, 16, 16)
     torch.testing.assert_close(tada(x), tsn(x), atol=1e-5, rtol=1e-4)
 

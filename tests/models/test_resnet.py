@@ -1,6 +1,8 @@
 """tinlab.models.resnet: torchvision compatibility, op placement, pretrained loading."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -43,11 +45,26 @@ def test_placement_every_block_and_every_other_for_resnet101_tsm():
     assert sum(1 for n, _ in tin101.named_modules() if n.endswith(".temporal")) == 33
 
 
-def test_tada_replaces_the_strided_3x3_conv():
-    m = create_model("tada", backbone="resnet50", num_segments=8)
-    assert type(m.backbone.layer2[0].conv2).__name__ == "TAdaConv2d"
-    assert m.backbone.layer2[0].conv2.stride == 2
-    assert m.backbone.layer2[0].bn2_temporal.weight.abs().max() == 0  # BN_z zero at init
+def test_tada_is_the_official_tada2d_network():
+    """configs/projects/tada/ssv2/tada2d_8f.yaml: stem conv+BN+ReLU without max pool, the first block of
+    stage 1 downsamples (its TAda 3x3 and its shortcut), head pooled over time then dropout then fc,
+    the official initialisation, 27,022,398 parameters at 174 classes (REFERENCE.md)."""
+    torch.manual_seed(0)
+    m = create_model("tada", backbone="resnet50", num_classes=174, num_segments=8)
+    b = m.backbone
+    assert isinstance(b.maxpool, torch.nn.Identity) and b.conv1.stride == (2, 2)
+    first = b.layer1[0]
+    assert type(first.conv2).__name__ == "TAdaConv2d" and first.conv2.stride == 2
+    assert first.downsample[0].stride == (2, 2) and b.layer2[0].conv2.stride == 2
+    assert m.head == "pool" and sum(p.numel() for p in m.parameters()) == 27_022_398
+    assert b(torch.zeros(8, 3, 224, 224)).shape == (8, 2048)
+    conv = b.layer2[0].conv2  # 128 -> 128, 3x3: kaiming-uniform over (1, 1, 128, 128, 3, 3)
+    bound = 1 / math.sqrt(128 * 128 * 9)
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.9 * bound
+    assert conv.route.g.bias.abs().max() == 0 and conv.route.b.weight.abs().max() == 0
+    assert 0.8 < conv.route.g.weight.std() * math.sqrt(128 / 2) < 1.2  # kaiming-normal, fan_out = 128
+    assert b.layer2[0].bn2.temporal.weight.abs().max() == 0  # BN_z zero at init
+    assert m.fc.weight.abs().max() <= 1 / math.sqrt(2048)  # PyTorch's default Linear init
     m18 = create_model("tada", backbone="resnet18", num_segments=8)
     assert type(m18.backbone.layer3[0].conv1).__name__ == "TAdaConv2d"
 

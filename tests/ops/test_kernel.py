@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tinlab.ops._kernel import kernels
-from tinlab.ops.interlace import interlace_frames, interlace_frames_backward
+from tinlab.ops.interlacing import interlace_frames, interlace_frames_backward
 
 REPO = Path(__file__).resolve().parents[2]
 needs_kernel = pytest.mark.skipif(kernels() is None, reason="the fused kernel is not available here")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import DataError
 from ..utils.io import read_text
-from .synthetic import APPEARANCE_CLASSES, MOTION_CLASSES
+from .presets import get_preset
 from .transforms import ClipTransform, Compose, ToTensor, build_transforms
 
 
@@ -45,44 +45,6 @@ class VideoRecord:
     @property
     def where(self) -> str:
         return f"{self.source}:{self.line}"
-
-
-@dataclass(frozen=True)
-class DatasetPreset:
-    """Layout defaults of a dataset; every field can be overridden (``get_preset(name, flip=True)``)."""
-    template: str
-    train_list: str
-    val_list: str
-    flip: bool  # horizontal flip keeps labels valid (False where classes say "left"/"right")
-    num_classes: int | None
-    frame_dir: str = "frames"
-
-
-DATASET_PRESETS: dict[str, DatasetPreset] = {
-    # List names follow TSM's preparation scripts; frame_dir is where the extracted frames live.
-    "something-v1": DatasetPreset("{:05d}.jpg", "train_videofolder.txt", "val_videofolder.txt", False, 174),
-    "something-v2": DatasetPreset("{:06d}.jpg", "train_videofolder.txt", "val_videofolder.txt", False, 174),
-    "jester": DatasetPreset("{:05d}.jpg", "train_videofolder.txt", "val_videofolder.txt", False, 27),
-    "kinetics": DatasetPreset("img_{:05d}.jpg", "train_videofolder.txt", "val_videofolder.txt", True, 400),
-    "ucf101": DatasetPreset("img_{:05d}.jpg", "train_split1.txt", "val_split1.txt", True, 101),
-    "hmdb51": DatasetPreset("img_{:05d}.jpg", "train_split1.txt", "val_split1.txt", True, 51),
-    # Flipping swaps "left to right" and "right to left": never on synthetic-motion.
-    "synthetic-motion": DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", False, len(MOTION_CLASSES)),
-    "synthetic-appearance": DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", True,
-                                          len(APPEARANCE_CLASSES)),
-}
-
-
-def get_preset(name: str, **overrides: Any) -> DatasetPreset:
-    """The preset ``name`` with some fields replaced.
-
-    Example:
-        >>> get_preset("kinetics", num_classes=200).num_classes
-        200
-    """
-    if name not in DATASET_PRESETS:
-        raise KeyError(f"unknown dataset {name!r}; presets: {sorted(DATASET_PRESETS)}")
-    return replace(DATASET_PRESETS[name], **overrides)
 
 
 def parse_list_file(path: str | Path, num_classes: int | None = None) -> list[VideoRecord]:

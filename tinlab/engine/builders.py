@@ -98,15 +98,19 @@ def frozen_batchnorms(model: nn.Module, mode: str) -> list[nn.Module]:
 
 
 def param_groups(model: Recognizer, o: OptimConfig) -> list[dict[str, Any]]:
-    """SGD groups: fc weight (lr x fc_lr_mult_weight), fc bias (x fc_lr_mult_bias, no decay), other
-    weights (decay), other 1-D params, i.e. biases and BN (no decay, as in the TSM/TIN code)."""
+    """SGD groups, as the TSM/TIN code's get_optim_policies: fc weight (lr x fc_lr_mult_weight, decay), fc
+    bias (x fc_lr_mult_bias, no decay), other weights (decay), other conv/linear biases (x bias_lr_mult,
+    no decay: TIN's OffsetNet/WeightNet, TAda's routing), the rest, i.e. BN (no decay)."""
     fc = {id(model.fc.weight): "fc_weight", id(model.fc.bias): "fc_bias"}
-    groups: dict[str, list[Tensor]] = {"fc_weight": [], "fc_bias": [], "weight": [], "no_decay": []}
+    biases = {id(m.bias) for m in model.modules()
+              if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)) and m.bias is not None}
+    groups: dict[str, list[Tensor]] = {"fc_weight": [], "fc_bias": [], "weight": [], "bias": [], "no_decay": []}
     for p in model.parameters():
         if p.requires_grad:
-            groups[fc.get(id(p), "weight" if p.dim() > 1 else "no_decay")].append(p)
+            kind = "weight" if p.dim() > 1 else "bias" if id(p) in biases else "no_decay"
+            groups[fc.get(id(p), kind)].append(p)
     spec = {"fc_weight": (o.fc_lr_mult_weight, o.weight_decay), "fc_bias": (o.fc_lr_mult_bias, 0.0),
-            "weight": (1.0, o.weight_decay), "no_decay": (1.0, 0.0)}
+            "weight": (1.0, o.weight_decay), "bias": (o.bias_lr_mult, 0.0), "no_decay": (1.0, 0.0)}
     return [{"params": ps, "lr": o.lr * spec[k][0], "weight_decay": spec[k][1], "name": k}
             for k, ps in groups.items() if ps]
 

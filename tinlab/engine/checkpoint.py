@@ -29,38 +29,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
 
-from ..errors import CheckpointError, RunFolderError
+from ..errors import RunFolderError
 from ..utils.io import atomic_save, load_tensors as load_file, read_text, remove_orphans, write_json
 from .callbacks import Callback
 
 if TYPE_CHECKING:
     from .loop import Trainer
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointSaver", "RunFolder", "load_file", "load_weights", "save"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointSaver", "RunFolder", "load_file", "save"]
 
 CHECKPOINT_FORMAT = 2  # 2: RNG states as tensors (weights_only-loadable); 1 held numpy arrays
 def save(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` atomically (a killed run keeps the previous file)."""
     return atomic_save(state, path)
-
-
-def load_weights(path: str | Path, digest: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(state_dict, {epoch, train_config_hash, train_code_version}) of a tinlab checkpoint or a bare
-    state_dict; a checkpoint trained with another config is an error when ``digest`` is given. The code
-    version is every version that trained the run, ``+``-joined (a run resumed after an update has two)."""
-    state = load_file(path)
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state_dict or a tinlab checkpoint, got {type(state).__name__}")
-    if "model" not in state:
-        return state, {"epoch": None, "train_config_hash": None, "train_code_version": None}  # a bare state_dict
-    if digest is not None and state.get("config_hash") not in (None, digest):
-        raise CheckpointError(f"{path} was trained with config hash {state.get('config_hash')}, the config "
-                              f"given hashes to {digest}")
-    versions = state.get("code_versions") or []
-    return state["model"], {"epoch": state.get("epoch"), "train_config_hash": state.get("config_hash"),
-                            "train_code_version": "+".join(versions) or None}
 
 
 class RunFolder:

@@ -11,7 +11,8 @@ A config has four sections; every key is optional and unknown keys are errors::
 
 Recipes (``../shared/REFERENCE.md``, "Training recipes"): ``paper`` = the TIN paper (SGD 0.9, lr 0.005
 /10 at epochs 10 and 20, 25 epochs, wd 5e-4, dropout 0.5, frozen BN); ``official`` = the TIN code
-(lr 0.02 cosine, 1 warm-up epoch, 40 epochs, dropout 0.8, grad clip 20, partial BN, fc lr x5/x10).
+(lr 0.02 cosine, 1 warm-up epoch, 40 epochs, dropout 0.8, grad clip 20, partial BN, fc lr x5/x10, the
+biases of TIN's nets x2).
 :func:`load_config` fills every ``null`` from the recipe, so a loaded config is complete and its hash
 says exactly what ran.
 
@@ -35,7 +36,10 @@ from typing import Any
 
 import yaml
 
+from ..data.presets import DATASET_PRESETS
 from ..errors import ConfigError
+from ..models.archs import ARCHS
+from ..registry import get_module, list_models
 from ..utils.io import parse_yaml, read_yaml
 
 BN_MODES = ("train", "frozen", "partial")  # partial: every BN frozen but the first (TSN's partial BN)
@@ -90,6 +94,7 @@ class OptimConfig:
     bn: str | None = None  # "train", "frozen" or "partial"
     fc_lr_mult_weight: float | None = None
     fc_lr_mult_bias: float | None = None
+    bias_lr_mult: float | None = None  # conv/linear biases other than the fc's (TIN's nets, TAda's routing)
 
 
 @dataclass
@@ -115,10 +120,12 @@ class Config:
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": dict(lr=0.005, epochs=25, schedule="step", milestones=[10, 20], lr_gamma=0.1, warmup_epochs=0.0,
                   momentum=0.9, weight_decay=5e-4, clip_grad=0.0, bn="frozen", fc_lr_mult_weight=1.0,
-                  fc_lr_mult_bias=1.0, dropout=0.5),
+                  fc_lr_mult_bias=1.0, bias_lr_mult=1.0, dropout=0.5),
+    # The TIN code's get_optim_policies: fc weight x5, fc bias x10, other conv/linear biases
+    # ("normal_bias": TIN's OffsetNet/WeightNet) x2 without decay, BN without decay.
     "official": dict(lr=0.02, epochs=40, schedule="cosine", milestones=[], lr_gamma=0.1, warmup_epochs=1.0,
                      momentum=0.9, weight_decay=5e-4, clip_grad=20.0, bn="partial", fc_lr_mult_weight=5.0,
-                     fc_lr_mult_bias=10.0, dropout=0.8),
+                     fc_lr_mult_bias=10.0, bias_lr_mult=2.0, dropout=0.8),
 }
 
 
@@ -193,9 +200,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
 
 def _check_options(cfg: Config, where: str) -> None:
     """``model.options`` against the model's own options: known names, and the type of their default."""
-    from ..models import default_op_options
-
-    defaults = default_op_options(cfg.model.name)
+    defaults = get_module(cfg.model.name).defaults
     for key, value in cfg.model.options.items():
         dotted = f"model.options.{key}"
         if key not in defaults:
@@ -212,9 +217,6 @@ def _check_options(cfg: Config, where: str) -> None:
 
 
 def _semantic_checks(cfg: Config, where: str) -> None:
-    from ..data import DATASET_PRESETS
-    from ..models import ARCHS, list_models
-
     def bad(key: str, value: Any, allowed: Any) -> ConfigError:
         return ConfigError(f"{where}: key '{key}' = {value!r} is not valid; expected {allowed}")
 
@@ -234,6 +236,7 @@ def _semantic_checks(cfg: Config, where: str) -> None:
         "optim.clip_grad": (o.clip_grad, 0, math.inf, True, False),
         "optim.fc_lr_mult_weight": (o.fc_lr_mult_weight, 0, math.inf, True, False),
         "optim.fc_lr_mult_bias": (o.fc_lr_mult_bias, 0, math.inf, True, False),
+        "optim.bias_lr_mult": (o.bias_lr_mult, 0, math.inf, True, False),
         "model.dropout": (cfg.model.dropout, 0, 1, True, False), "model.width_mult": (cfg.model.width_mult, 0, 64, False, True),
         "data.num_segments": (d.num_segments, 1, 1024, True, True),
         "data.input_size": (d.input_size, MIN_INPUT_SIZE, 4096, True, True),

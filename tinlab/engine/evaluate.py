@@ -35,12 +35,13 @@ import torch
 from torch import Tensor
 
 from ..data import build_dataloader
-from ..errors import ConfigError, DataError, RunFolderError
+from ..errors import CheckpointError, ConfigError, DataError, RunFolderError
+from ..models.checkpoints import load_checkpoint
 from ..utils.io import read_text, write_csv, write_json
 from ..utils.provenance import provenance
 from .builders import build_model, build_split
 from .callbacks import InterlaceProbe
-from .checkpoint import RunFolder, load_weights
+from .checkpoint import RunFolder
 from .config import Config, config_hash, config_to_dict, load_config
 from .runtime import resolve_device, seed_everything
 
@@ -120,8 +121,8 @@ def predict(model: torch.nn.Module, loader: Any, device: torch.device, amp: bool
 
 def cost_of(model: torch.nn.Module, cfg: Config, device: torch.device) -> dict[str, Any]:
     """GFLOPs per video (one view, multiply-adds) and parameters of the evaluated model at the run's
-    own scale, counted once here so that reports only read them (:mod:`tinlab.measure.flops`)."""
-    from ..measure.flops import flops, parameters
+    own scale, counted once here so that reports only read them (:mod:`tinlab.measure.cost`)."""
+    from ..measure.cost import flops, parameters
 
     size, frames = cfg.data.input_size, cfg.data.num_segments
     clip = torch.zeros(1, frames, 3, size, size, device=device)
@@ -140,9 +141,21 @@ def offsets_section(probe: InterlaceProbe, csv: Path, prov: dict[str, Any]) -> d
     return section
 
 
+def _load(model: torch.nn.Module, checkpoint: str | Path, digest: str | None) -> dict[str, Any]:
+    """Load any supported checkpoint format strictly; a tinlab checkpoint trained with another config is
+    refused when ``digest`` is given. Returns its epoch, format, config hash and code versions."""
+    info = load_checkpoint(model, checkpoint)
+    if digest is not None and info["config_hash"] not in (None, digest):
+        raise CheckpointError(f"{checkpoint} was trained with config hash {info['config_hash']}, the config "
+                              f"given hashes to {digest}")
+    return {"epoch": info["epoch"], "format": info["format"], "train_config_hash": info["config_hash"],
+            "train_code_version": "+".join(info["code_versions"] or []) or None}
+
+
 def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: int | None = None,
              check_hash: bool = True, finished: bool = True) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` (a training checkpoint or a bare state_dict) on the validation split of
+    """Evaluate ``checkpoint`` (a training checkpoint, or any format tinlab reads: official TSM / TIN /
+    TAdaConv, MMAction2, a bare state_dict; :mod:`tinlab.models.checkpoints`) on the validation split of
     ``cfg`` with its test views; write the metrics JSON ``out`` (and the offsets CSV for TIN/r-TCN).
     ``check_hash``: refuse a checkpoint trained with another config (off when test-time overrides
     such as more views change the hash on purpose; both hashes are recorded). ``finished`` is
@@ -156,11 +169,10 @@ def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: i
     out, digest = Path(out), config_hash(cfg)
     device = resolve_device(cfg.run.device)
     seed_everything(cfg.run.seed, cfg.run.deterministic and device.type == "cpu")
-    weights, origin = load_weights(checkpoint, digest if check_hash else None)
+    model = build_model(cfg)
+    origin = _load(model, checkpoint, digest if check_hash else None)
     dataset = build_split(cfg, "val", views=True)
     loader = build_dataloader(dataset, batch_size or cfg.data.batch_size, False, cfg.data.num_workers, cfg.run.seed)
-    model = build_model(cfg)
-    model.load_state_dict(weights)
     model.to(device).eval()
     probe, start = InterlaceProbe(model), time.perf_counter()
     logits, labels, views = predict(model, loader, device, cfg.run.amp and device.type == "cuda")
@@ -168,7 +180,8 @@ def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: i
     probe.remove()
     metrics = classification_metrics(logits, labels, load_class_names(cfg.data.root, k), load_twins(cfg.data.root, k))
     metrics.update({"views_per_video": views // max(len(labels), 1), "checkpoint": str(checkpoint),
-                    "checkpoint_epoch": origin["epoch"], "train_code_version": origin["train_code_version"],
+                    "checkpoint_epoch": origin["epoch"], "checkpoint_format": origin["format"],
+                    "train_code_version": origin["train_code_version"],
                     "finished": finished, "wall_seconds": seconds,
                     "clips_per_s": views / seconds, "videos_per_s": len(labels) / seconds,
                     "cost": cost_of(model, cfg, device)})

@@ -1,7 +1,7 @@
 """GFLOPs per video (one view) and parameters of every model, at paper scale by default.
 
 ``python -m tinlab complexity --out results/complexity.csv`` counts ResNet-50, 224x224, 8 and 16
-frames, 174 (Something-Something) and 400 (Kinetics) classes, with :func:`tinlab.measure.flops`.
+frames, 174 (Something-Something) and 400 (Kinetics) classes, with :func:`tinlab.measure.cost`.
 Published figures, where REFERENCE.md has one, stand beside the measured ones with their source.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .. import create_model, list_models
-from .flops import flop_analysis, parameters
+from .cost import flop_analysis, parameters
 
 # (model, backbone, frames, classes) -> (published GFLOPs, published params in M, source)
 _TSM_R50 = "TSM repository README / MMAction2 model zoo (8 x 4.11 G per 224x224 frame)"

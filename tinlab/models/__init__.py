@@ -1,8 +1,8 @@
-"""Recognisers by name: :func:`create_model` and :func:`list_models` (timm-style registry).
+"""Recognisers by name: :func:`create_model`, with names and defaults from :mod:`tinlab.registry`.
 
 >>> import tinlab
 >>> tinlab.list_models()
-['rtcn', 'tada', 'tcn', 'tin', 'tsm', 'tsn']
+['tsn', 'tsm', 'tin', 'rtcn', 'tcn', 'tada']
 >>> model = tinlab.create_model("tin", backbone="resnet18", num_classes=10, num_segments=8,
 ...                             width_mult=0.25, small_stem=True, groups=2)
 """
@@ -11,78 +11,74 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..ops import create_temporal_op
-from .recognizer import Recognizer
-from .resnet import ARCHS, ResNet, load_pretrained
+from .._lazy import lazy
+from ..registry import TemporalModule, get_module, list_models
+from .archs import ARCHS
 
-# model name -> (temporal op name or None, default op options)
-_MODELS: dict[str, tuple[str | None, dict[str, Any]]] = {
-    "tsn": (None, {}),
-    "tsm": ("tsm", {"shift_div": 8}),
-    "tin": ("tin", {"shift_div": 4, "groups": 2, "reverse": True, "boundary": "zero",
-                    "offset_range": 2.0, "attention": True}),
-    "rtcn": ("rtcn", {"shift_div": 4, "groups": 2, "reverse": True, "boundary": "zero",
-                      "offset_range": 2.0, "attention": True}),
-    "tcn": ("tcn", {"shift_div": 4, "kernel_size": 3}),
-    "tada": ("tada", {}),
-}
-
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`."""
-    return sorted(_MODELS)
+__getattr__ = lazy(__name__, {"Recognizer": ".recognizer", "ResNet": ".resnet", "load_pretrained": ".resnet",
+                              "load_checkpoint": ".checkpoints", "detect_format": ".checkpoints"})
 
 
 def default_op_options(name: str) -> dict[str, Any]:
-    """The temporal-op options a model gets when none are given (the official defaults)."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {list_models()}")
-    return dict(_MODELS[name][1])
+    """The temporal-module options a model gets when none are given (the official defaults)."""
+    return dict(get_module(name).defaults)
+
+
+def _hooks(spec: TemporalModule, backbone: str, num_segments: int, options: dict[str, Any]) -> dict[str, Any]:
+    """The ResNet injection hook of a registered module, with its options bound."""
+    if spec.kind == "none":
+        return {}
+    factory, layers = spec.build(), ARCHS.get(backbone, ("", (0, 0, 0, 0)))[1]
+    if spec.kind == "op":
+        return {"temporal_op": lambda stage, block, channels: factory(channels, num_segments, **options)
+                if spec.places(layers, stage, block) else None}
+    return {"spatial_conv": lambda stage, block, cin, cout, stride: factory(cin, cout, num_segments, stride=stride,
+                                                                            **options)}
 
 
 def create_model(name: str, *, backbone: str = "resnet50", num_classes: int = 174, num_segments: int = 8,
                  dropout: float = 0.5, width_mult: float = 1.0, small_stem: bool = False,
-                 pretrained: str | Path | None = None, **op_options: Any) -> Recognizer:
-    """Build a recogniser: ``tsn``, ``tsm``, ``tin``, ``rtcn``, ``tcn`` or ``tada`` on a ResNet.
+                 pretrained: str | Path | None = None, checkpoint: str | Path | None = None,
+                 **op_options: Any) -> "Recognizer":  # noqa: F821
+    """Build a registered model (:func:`tinlab.list_models`) on a ResNet.
 
     Args:
-        name: the temporal module (see :func:`list_models`).
+        name: the temporal module (``tsn`` for none).
         backbone: ``resnet18`` / ``resnet34`` / ``resnet50`` / ``resnet101``.
         num_classes, num_segments: classes and frames per clip T.
-        dropout: before the fc (TSN head).
+        dropout: before the fc.
         width_mult, small_stem: CPU-sized variants of the backbone.
         pretrained: optional local torchvision-format ImageNet checkpoint for the trunk.
-        **op_options: temporal-op options (e.g. ``groups``, ``reverse``, ``boundary`` for tin/rtcn).
+        checkpoint: a whole recogniser's checkpoint in any supported format (official TSM, TIN,
+            TAdaConv, MMAction2, tinlab; :func:`tinlab.load_checkpoint`), loaded strictly.
+        **op_options: the module's options (e.g. ``groups``, ``reverse``, ``boundary`` for tin/rtcn).
 
-    Placement follows the official code: the op sits in the residual branch before conv1 of every
-    block (TSM: every other block when a stage has 23 or more blocks, i.e. ResNet-101); TAdaConv
-    replaces the strided 3x3 conv of every block.
+    Placement follows the official code: an op sits in the residual branch before conv1 of every
+    block (TSM: every other block when a stage has 23 or more blocks, i.e. ResNet-101); a block module
+    (TAdaConv) replaces the spatial conv of every block, on the network its registration describes.
     """
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {list_models()}")
-    op_name, defaults = _MODELS[name]
-    if op_name is None and op_options:
-        raise TypeError(f"model 'tsn' has no temporal op; unexpected option(s) {sorted(op_options)}")
-    options = {**defaults, **op_options}
-    temporal_op = tada_segments = None
-    if op_name == "tada":
-        if options:
-            raise TypeError(f"model 'tada' takes no temporal-op options, got {sorted(options)}")
-        tada_segments = num_segments
-    elif op_name is not None:
-        every_other = op_name == "tsm" and ARCHS.get(backbone, ("", (0, 0, 0, 0)))[1][2] >= 23
+    from .recognizer import Recognizer
+    from .resnet import ResNet, load_pretrained
 
-        def temporal_op(stage: int, block: int, channels: int):
-            if every_other and block % 2:
-                return None
-            return create_temporal_op(op_name, channels, num_segments, **options)
-
-    trunk = ResNet(backbone, width_mult=width_mult, small_stem=small_stem, temporal_op=temporal_op,
-                   tada_segments=tada_segments)
+    spec = get_module(name)
+    unknown = sorted(set(op_options) - set(spec.defaults))
+    if unknown:
+        raise TypeError(f"model {name!r} does not take option(s) {unknown}; its options: "
+                        f"{sorted(spec.defaults) or 'none'}")
+    options = {**spec.defaults, **op_options}
+    net = spec.network
+    trunk = ResNet(backbone, width_mult=width_mult, small_stem=small_stem, stem=net.get("stem", "torchvision"),
+                   stage1_stride=net.get("stage1_stride", 1), **_hooks(spec, backbone, num_segments, options))
     if pretrained:
         load_pretrained(trunk, pretrained)
-    return Recognizer(trunk, num_classes, num_segments, dropout=dropout, name=name)
+    model = Recognizer(trunk, num_classes, num_segments, dropout=dropout, name=name, head=net.get("head", "frames"))
+    model.options = dict(op_options)  # what was asked beyond the defaults (tinlab checkpoints record it)
+    if checkpoint:
+        from .checkpoints import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+    return model
 
 
 __all__ = ["ARCHS", "Recognizer", "ResNet", "create_model", "default_op_options", "list_models",
-           "load_pretrained"]
+           "load_checkpoint", "load_pretrained"]

@@ -1,16 +1,20 @@
-"""ResNet-18/34/50/101 with torchvision's parameter names and pluggable temporal ops.
+"""ResNet-18/34/50/101 with torchvision's parameter names and pluggable temporal modules.
 
-A temporal op is injected by a callable (pytorchvideo style) rather than by a chain of if/else:
+Temporal modules are injected by callables (pytorchvideo style), one hook per kind of module
+(:mod:`tinlab.registry`), never by a chain of if/else on names:
 
 * ``temporal_op(stage, block, channels) -> nn.Module | None`` builds the op placed in the residual
-  branch before conv1 (TSM/TIN/r-TCN/TCN, "residual shift" of the official code), or None.
-* ``tada_segments = T`` replaces the strided 3x3 conv of every block (conv2 of a bottleneck, conv1 of a
-  basic block) by a :class:`~tinlab.ops.TAdaConv2d` and adds the TAda2D block's temporal branch
-  ``BN_z(AvgPool_t(out))`` (zero-initialised, so the block starts as a plain ResNet block).
+  branch before conv1 (TSM/TIN/r-TCN/TCN, "residual shift" of the official code), or None;
+* ``spatial_conv(stage, block, in_channels, out_channels, stride) -> (conv, norm) | None`` replaces the
+  block's spatial conv (conv2 of a bottleneck, the strided conv1 of a basic block) and the norm after
+  it (TAdaConv: a TAdaConv2d and ``BN + BN_z(AvgPool_t)``); ``norm`` None keeps the BatchNorm.
+
+``stem="conv"`` drops the max pool (a 7x7/2 conv, BN, ReLU, as the official TAda2D network), and
+``stage1_stride=2`` moves that downsampling into the first block of stage 1.
 
 Parameter names of everything torchvision has are torchvision's (``layer2.0.conv1.weight`` ...), so a
 torchvision ImageNet checkpoint loads with :func:`load_pretrained`; temporal parameters live under
-``*.temporal.*``, ``*.conv2.route.*`` / ``*.conv1.route.*`` and ``*.bn{1,2}_temporal.*``.
+``*.temporal.*``, ``*.conv2.route.*`` / ``*.conv1.route.*`` and ``*.bn{1,2}.temporal.*``.
 """
 from __future__ import annotations
 
@@ -18,66 +22,45 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from ..ops.tada import TAdaConv2d
+from .archs import ARCHS
 
 TemporalOpFactory = Callable[[int, int, int], Optional[nn.Module]]
+SpatialConvFactory = Callable[[int, int, int, int, int], Optional[tuple[nn.Module, Optional[nn.Module]]]]
 
-ARCHS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
-    "resnet18": ("basic", (2, 2, 2, 2)),
-    "resnet34": ("basic", (3, 4, 6, 3)),
-    "resnet50": ("bottleneck", (3, 4, 6, 3)),
-    "resnet101": ("bottleneck", (3, 4, 23, 3)),
-}
+STEMS = ("torchvision", "conv")
 
 
-def temporal_avg_pool(x: Tensor, num_segments: int) -> Tensor:
-    """Mean over frames t-1, t, t+1 (zeros beyond the clip, divisor 3), on (N*T, C, H, W)."""
-    nt, c, h, w = x.shape
-    x5 = x.view(nt // num_segments, num_segments, c, h, w).transpose(1, 2)  # (N, C, T, H, W)
-    y = F.avg_pool3d(x5, kernel_size=(3, 1, 1), stride=1, padding=(1, 0, 0))
-    return y.transpose(1, 2).reshape(nt, c, h, w)
-
-
-def _spatial_conv(inplanes: int, planes: int, stride: int, tada_segments: int | None) -> nn.Module:
-    if tada_segments is not None:
-        return TAdaConv2d(inplanes, planes, tada_segments, kernel_size=3, stride=stride)
-    return nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
-
-
-def _tada_bn(planes: int, tada_segments: int | None) -> nn.Module | None:
-    return None if tada_segments is None else nn.BatchNorm2d(planes)
+def _conv_and_norm(inplanes: int, planes: int, stride: int,
+                   injected: tuple[nn.Module, nn.Module | None] | None) -> tuple[nn.Module, nn.Module]:
+    conv, norm = injected if injected is not None else (None, None)
+    if conv is None:
+        conv = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+    return conv, norm if norm is not None else nn.BatchNorm2d(planes)
 
 
 class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 temporal: nn.Module | None = None, tada_segments: int | None = None) -> None:
+                 temporal: nn.Module | None = None,
+                 spatial: tuple[nn.Module, nn.Module | None] | None = None) -> None:
         super().__init__()
         self.temporal = temporal
-        self.conv1 = _spatial_conv(inplanes, planes, stride, tada_segments)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.bn1_temporal = _tada_bn(planes, tada_segments)
+        self.conv1, self.bn1 = _conv_and_norm(inplanes, planes, stride, spatial)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
-        self.tada_segments = tada_segments
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         if self.temporal is not None:
             x = self.temporal(x)
-        out = self.conv1(x)
-        if self.bn1_temporal is not None:
-            out = self.bn1(out) + self.bn1_temporal(temporal_avg_pool(out, self.tada_segments))
-        else:
-            out = self.bn1(out)
-        out = self.bn2(self.conv2(self.relu(out)))
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
 
 
@@ -85,31 +68,24 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 temporal: nn.Module | None = None, tada_segments: int | None = None) -> None:
+                 temporal: nn.Module | None = None,
+                 spatial: tuple[nn.Module, nn.Module | None] | None = None) -> None:
         super().__init__()
         self.temporal = temporal
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _spatial_conv(planes, planes, stride, tada_segments)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.bn2_temporal = _tada_bn(planes, tada_segments)
+        self.conv2, self.bn2 = _conv_and_norm(planes, planes, stride, spatial)
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
-        self.tada_segments = tada_segments
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         if self.temporal is not None:
             x = self.temporal(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.conv2(out)
-        if self.bn2_temporal is not None:
-            out = self.bn2(out) + self.bn2_temporal(temporal_avg_pool(out, self.tada_segments))
-        else:
-            out = self.bn2(out)
-        out = self.relu(out)
+        out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
 
@@ -121,8 +97,10 @@ class ResNet(nn.Module):
         arch: ``resnet18``, ``resnet34``, ``resnet50`` or ``resnet101``.
         width_mult: scales every stage's width (and the stem); 1.0 is the standard network.
         small_stem: a 3x3 stride-1 stem without max-pool, for small (e.g. 32-64 px) CPU-sized inputs.
-        temporal_op: factory ``(stage, block, channels) -> module | None`` for the op before conv1.
-        tada_segments: T to build TAda blocks, or None.
+        stem: ``"torchvision"`` (7x7/2 conv, BN, ReLU, 3x3/2 max pool) or ``"conv"`` (no max pool).
+        stage1_stride: stride of the first block of stage 1 (2 with ``stem="conv"`` keeps the overall
+            stride; 1 with a small stem, which has no downsampling to move).
+        temporal_op, spatial_conv: the injection hooks (module doc).
 
     Example:
         >>> net = ResNet("resnet18", width_mult=0.25, small_stem=True)
@@ -131,15 +109,18 @@ class ResNet(nn.Module):
     """
 
     def __init__(self, arch: str = "resnet50", *, width_mult: float = 1.0, small_stem: bool = False,
-                 temporal_op: TemporalOpFactory | None = None, tada_segments: int | None = None) -> None:
+                 stem: str = "torchvision", stage1_stride: int = 1, temporal_op: TemporalOpFactory | None = None,
+                 spatial_conv: SpatialConvFactory | None = None) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown backbone {arch!r}; available: {sorted(ARCHS)}")
         if not width_mult > 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         kind, layers = ARCHS[arch]
         block = BasicBlock if kind == "basic" else Bottleneck
-        self.arch, self.width_mult, self.small_stem = arch, width_mult, small_stem
+        self.arch, self.width_mult, self.small_stem, self.stem = arch, width_mult, small_stem, stem
         widths = [max(int(round(w * width_mult)), 1) for w in (64, 128, 256, 512)]
         self.inplanes = widths[0]
         if small_stem:
@@ -148,33 +129,37 @@ class ResNet(nn.Module):
             self.conv1 = nn.Conv2d(3, self.inplanes, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity() if small_stem else nn.MaxPool2d(3, stride=2, padding=1)
+        self.maxpool = nn.Identity() if small_stem or stem == "conv" else nn.MaxPool2d(3, stride=2, padding=1)
+        injected: list[nn.Module] = []
         for stage, (planes, num_blocks) in enumerate(zip(widths, layers)):
-            stride = 1 if stage == 0 else 2
+            stride = (1 if small_stem else stage1_stride) if stage == 0 else 2
             blocks = []
             for i in range(num_blocks):
+                s = stride if i == 0 else 1
                 downsample = None
-                if i == 0 and (stride != 1 or self.inplanes != planes * block.expansion):
+                if i == 0 and (s != 1 or self.inplanes != planes * block.expansion):
                     downsample = nn.Sequential(
-                        nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+                        nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=s, bias=False),
                         nn.BatchNorm2d(planes * block.expansion))
                 temporal = temporal_op(stage, i, self.inplanes) if temporal_op is not None else None
-                blocks.append(block(self.inplanes, planes, stride if i == 0 else 1, downsample,
-                                    temporal=temporal, tada_segments=tada_segments))
+                spatial_in = self.inplanes if block is BasicBlock else planes
+                spatial = spatial_conv(stage, i, spatial_in, planes, s) if spatial_conv is not None else None
+                injected += [m for m in (temporal, *(spatial or ())) if m is not None]
+                blocks.append(block(self.inplanes, planes, s, downsample, temporal=temporal, spatial=spatial))
                 self.inplanes = planes * block.expansion
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = self.inplanes
-        for m in self.modules():  # torchvision's initialisation
-            if isinstance(m, (nn.Conv2d, TAdaConv2d)):
+        # torchvision's initialisation for the plain ResNet parts; injected modules keep their own.
+        own = {id(m) for module in injected for m in module.modules()}
+        for m in self.modules():
+            if id(m) in own:
+                continue
+            if type(m) is nn.Conv2d:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
+            elif type(m) is nn.BatchNorm2d:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        for m in self.modules():  # TAda2D: BN_z starts at zero, so each block starts as a ResNet block
-            for bn in (getattr(m, "bn1_temporal", None), getattr(m, "bn2_temporal", None)):
-                if bn is not None:
-                    nn.init.zeros_(bn.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -182,16 +167,14 @@ class ResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
-# Keys a torchvision checkpoint may lack in a tinlab backbone: the temporal modules' own parameters.
-_TEMPORAL_KEY_PARTS = (".temporal.", ".route.", "_temporal.")
-
-
 def load_pretrained(backbone: ResNet, path: str | Path) -> dict[str, list[str]]:
     """Load a torchvision-format ImageNet checkpoint (local file, no download) into ``backbone``.
 
     Accepts a bare state_dict or one under ``state_dict``/``model``, with or without a ``module.``
-    prefix. The classifier (``fc.*``) is ignored. Every non-temporal parameter of the backbone must
-    be present with the right shape; otherwise the error names the file and the keys at fault.
+    prefix. The classifier (``fc.*``) is ignored. Every parameter that a plain torchvision ResNet of
+    this depth and width has must be present with the right shape; otherwise the error names the file
+    and the keys at fault. The others (a temporal module's own, or a shortcut the module's network
+    adds, as TAda2D's stage-1 downsampling does on ResNet-18) keep their initialisation.
     Returns ``{"missing_temporal": [...], "ignored": [...]}``.
     """
     from ..utils.io import load_tensors
@@ -207,7 +190,8 @@ def load_pretrained(backbone: ResNet, path: str | Path) -> dict[str, list[str]]:
     own = backbone.state_dict()
     ignored = sorted(k for k in state if k not in own)
     missing = [k for k in own if k not in state]
-    missing_required = [k for k in missing if not any(p in k for p in _TEMPORAL_KEY_PARTS)]
+    plain = ResNet(backbone.arch, width_mult=backbone.width_mult, small_stem=backbone.small_stem).state_dict()
+    missing_required = [k for k in missing if k in plain]
     if missing_required:
         raise CheckpointError(f"{path}: checkpoint lacks {len(missing_required)} backbone key(s), e.g. "
                        f"{missing_required[:5]}; is it a torchvision {backbone.arch} checkpoint?")

@@ -7,7 +7,7 @@ size 2", Eq. 11). The kernel depends on the video, so it is applied as ONE group
 the batch folded into the groups (groups = N * C), as TAdaConv does. The frame weights multiply the
 output, outside the stationary kernel. ``boundary="clamp"`` uses replicate padding.
 
-This formulation shares no code with :mod:`tinlab.ops.interlace` (no floor, no gather), which is what
+This formulation shares no code with :mod:`tinlab.ops.interlacing` (no floor, no gather), which is what
 makes the equivalence check between them worth something.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .interlace import _check
+from .interlacing import _check
 from .tin import TemporalInterlace
 
 __all__ = ["rtcn", "rtcn_kernel", "RegularizedTCN"]

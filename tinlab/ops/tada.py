@@ -1,4 +1,4 @@
-"""TAdaConv (v1): temporally adaptive 2D convolution (Huang et al., ICLR 2022).
+"""TAdaConv (v1): temporally adaptive 2D convolution (Huang et al., ICLR 2022), and the TAda2D block.
 
 Each frame t of video b is convolved with its own calibrated kernel ``W[b, t] = alpha[b, t] * W``,
 where ``alpha`` (one factor per input channel) comes from a routing function over the local
@@ -10,6 +10,14 @@ tinlab scales each frame's input channels by alpha and runs ONE ordinary convolu
 gradients are those of the official per-frame-kernel computation (the tests hold both against a
 per-frame loop that convolves every frame with its own kernel ``alpha * W``), without its cost: the
 official (B * T)-group convolution is several times slower on CPU. FLOPs count what runs: the conv, plus one multiply per input element for the scaling.
+
+The TAda2D block (:func:`tada_block`, registered as the ``tada`` block module) replaces a ResNet
+block's 3x3 convolution by a :class:`TAdaConv2d` and the BatchNorm after it by :class:`TAdaNorm`,
+``BN(out) + BN_z(AvgPool_t(out))`` with BN_z zero at start, so the block starts as a plain one.
+Initialisation is the official code's (alibaba-mmai-research/TAdaConv, ``_init_convnet_weights``):
+the base weight kaiming-uniform over its official 6-D shape (1, 1, C_out, C_in, k, k), i.e. with
+fan_in = C_out * C_in * k * k; the routing convs kaiming-normal (fan_out) with zero bias; the last
+routing conv zero.
 """
 from __future__ import annotations
 
@@ -35,6 +43,9 @@ class RouteFunc(nn.Module):
         self.bn = nn.BatchNorm1d(hidden)
         self.relu = nn.ReLU(inplace=True)
         self.b = nn.Conv1d(hidden, channels, kernel_sizes[1], padding=kernel_sizes[1] // 2, bias=False)
+        for conv in (self.g, self.a):  # the official c2_msra_fill
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
         nn.init.zeros_(self.b.weight)
 
     def forward(self, x5: Tensor) -> Tensor:
@@ -63,7 +74,8 @@ class TAdaConv2d(nn.Module):
         self.num_segments, self.stride = num_segments, stride
         self.padding = kernel_size // 2 if padding is None else padding
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default
+        # The official base weight is (1, 1, C_out, C_in, k, k): kaiming-uniform over that view.
+        nn.init.kaiming_uniform_(self.weight.data.view(1, 1, *self.weight.shape), a=math.sqrt(5))
         self.route = RouteFunc(in_channels, reduction=reduction)
 
     def extra_repr(self) -> str:
@@ -80,3 +92,47 @@ class TAdaConv2d(nn.Module):
         # Frame (b, t)'s kernel W * alpha[b, :, t] over input channels == W on the scaled input.
         scaled = x * alpha.transpose(1, 2).reshape(nt, c, 1, 1)
         return F.conv2d(scaled, self.weight, stride=self.stride, padding=self.padding)
+
+
+def temporal_avg_pool(x: Tensor, num_segments: int) -> Tensor:
+    """Mean over frames t-1, t, t+1 (zeros beyond the clip, divisor 3), on (N*T, C, H, W)."""
+    nt, c, h, w = x.shape
+    x5 = x.view(nt // num_segments, num_segments, c, h, w).transpose(1, 2)  # (N, C, T, H, W)
+    y = F.avg_pool3d(x5, kernel_size=(3, 1, 1), stride=1, padding=(1, 0, 0))
+    return y.transpose(1, 2).reshape(nt, c, h, w)
+
+
+class TAdaNorm(nn.BatchNorm2d):
+    """The TAda2D block's norm: ``BN(x) + BN_z(AvgPool_t(x))``, BN_z (``temporal``) zero-initialised.
+
+    A BatchNorm2d itself (its parameters keep the names of the norm it replaces, so ImageNet weights
+    load), with the temporal branch as a child.
+
+    Example:
+        >>> norm = TAdaNorm(16, num_segments=8)
+        >>> x = torch.randn(2 * 8, 16, 5, 5)
+        >>> torch.equal(norm.eval()(x), nn.BatchNorm2d(16).eval()(x))  # starts as a plain BatchNorm
+        True
+    """
+
+    def __init__(self, channels: int, num_segments: int) -> None:
+        super().__init__(channels)
+        self.num_segments = num_segments
+        self.temporal = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.temporal.weight)
+        nn.init.zeros_(self.temporal.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) + self.temporal(temporal_avg_pool(x, self.num_segments))
+
+
+def tada_block(in_channels: int, out_channels: int, num_segments: int, *, stride: int = 1
+               ) -> tuple[TAdaConv2d, TAdaNorm]:
+    """The TAda2D replacement of a ResNet block's spatial conv and its norm (registered as ``tada``)."""
+    return (TAdaConv2d(in_channels, out_channels, num_segments, kernel_size=3, stride=stride),
+            TAdaNorm(out_channels, num_segments))
+
+
+# fvcore counts what TAdaConv2d's forward traces to (conv, mul, mean, avg_pool3d) with its own and
+# tinlab's generic handles: no custom op of its own.
+FLOP_HANDLES: dict = {}

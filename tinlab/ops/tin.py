@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .interlace import BOUNDARIES, interlace_rows
+from .interlacing import BOUNDARIES, interlace_rows
 
 
 @torch.library.custom_op("tinlab::leading_row_mean", mutates_args=())
@@ -51,6 +51,22 @@ def _leading_row_mean_backward(ctx, grad):
 
 
 leading_row_mean.register_autograd(_leading_row_mean_backward, setup_context=_leading_row_mean_setup)
+
+
+def _shape(value) -> list[int]:
+    from fvcore.nn.jit_handles import get_shape
+
+    return get_shape(value)
+
+
+# fvcore handles for TIN's custom ops (tinlab.measure.flops; declared with the registration, also for
+# r-TCN, which shares the descriptor): the descriptor is a mean, 1 per input element averaged; the
+# interlacing is a0 * x0 + a1 * x1 per interlaced element, the frame weight folded into a0 / a1: 2.
+FLOP_HANDLES = {
+    "tinlab::leading_row_mean": lambda inputs, outputs: math.prod(_shape(outputs[0])) * _shape(inputs[0])[-1],
+    "tinlab::interlace_frames": lambda inputs, outputs: 2 * math.prod(_shape(inputs[1])) * math.prod(
+        _shape(inputs[0])[3:]),
+}
 
 
 class OffsetNet(nn.Module):

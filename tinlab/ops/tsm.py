@@ -42,6 +42,9 @@ def _temporal_shift_backward(ctx, grad):
 
 temporal_shift.register_autograd(_temporal_shift_backward, setup_context=_temporal_shift_setup)
 
+# fvcore handles (tinlab.measure.flops; declared with the registration): a shift moves data only.
+FLOP_HANDLES = {"tinlab::temporal_shift": lambda inputs, outputs: 0}
+
 
 class TemporalShift(nn.Module):
     """Shift 1/shift_div of the channels one frame back and another 1/shift_div one frame forward.

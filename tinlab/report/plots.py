@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..utils.io import atomic_write
-from .tables import MODEL_ORDER
+from ..registry import list_models
 
 
 def _pyplot():
@@ -44,7 +44,7 @@ def accuracy_vs_gflops(table1: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     data = table1.assign(frames=table1.frames.astype(str) + " frames", params_m=table1.params / 1e6)
     sns.scatterplot(data=data, x="gflops", y="val_top1", hue="model", style="frames", size="params_m",
-                    sizes=(60, 260), hue_order=[m for m in MODEL_ORDER if m in set(data.model)], ax=ax)
+                    sizes=(60, 260), hue_order=[m for m in list_models() if m in set(data.model)], ax=ax)
     ax.set(xlabel="GFLOPs per video (one view)", ylabel="val top-1 (%)",
            title=f"{data.dataset.iloc[0]}, {data.backbone.iloc[0]}")
     ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
@@ -117,7 +117,7 @@ def latency(frame: pd.DataFrame, path: Path) -> Path:
     for ax, t in zip(axes[0], frames):
         d = data[data.frames == t]
         sns.barplot(data=d, x="name", y="median_ms", hue="mode", errorbar=None,
-                    order=[m for m in MODEL_ORDER if m in set(d.name)], ax=ax)
+                    order=[m for m in list_models() if m in set(d.name)], ax=ax)
         ax.set(xlabel="model", ylabel="median latency (ms)",
                title=f"{d.device_name.iloc[0]}, batch {d.batch.iloc[0]}, {t} frames")
     return _save(fig, path)

@@ -20,10 +20,19 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DataError
+from ..registry import list_models
 from ..utils.io import read_text
 
-MODEL_ORDER = ["tsn", "tsm", "tin", "rtcn", "tcn", "tada"]
-TABLES = ("table1", "table2", "table5")
+TABLES = ("table1", "table2", "table5", "published")
+# Published top-1 (%, one clip, centre crop) of the released checkpoints: (model, dataset, frames) -> (top-1,
+# source). ../shared/REFERENCE.md gathers them from the papers and official repositories.
+PUBLISHED_TOP1 = {
+    ("tsm", "something-v1", 8): (45.6, "TSM repository README"),
+    ("tsm", "something-v1", 16): (47.2, "TSM repository README"),
+    ("tin", "something-v1", 8): (45.8, "TIN paper, Table 1"),
+    ("tin", "something-v1", 16): (47.0, "TIN paper, Table 1"),
+    ("tada", "something-v2", 8): (64.0, "TAdaConv repository README"),
+}
 
 
 def load_run(path: str | Path) -> dict[str, Any]:
@@ -55,7 +64,8 @@ def load_run(path: str | Path) -> dict[str, Any]:
 
 
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
-    key = frame.model.map({m: i for i, m in enumerate(MODEL_ORDER)})
+    """Rows by dataset, frames and the registry's model order (tsn, the built-in modules, plug-ins)."""
+    key = frame.model.map({m: i for i, m in enumerate(list_models())})
     return frame.assign(_k=key).sort_values(["dataset", "frames", "_k"]).drop(columns="_k")
 
 
@@ -96,6 +106,13 @@ def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = No
         out = _order(rows)
         cols = ["dataset", "model", "frames", "val_top1", "val_top5", "pair_accuracy", "gflops", "params",
                 "train_code_version", "metrics_file"]
+    elif kind == "published":  # published checkpoints evaluated here, next to the published accuracy
+        out = _order(rows)
+        published = [PUBLISHED_TOP1.get((m, d, f), (None, None)) for m, d, f in zip(out.model, out.dataset, out.frames)]
+        out = out.assign(published_top1=[p[0] for p in published], published_source=[p[1] for p in published])
+        out["delta_top1"] = out.val_top1 - out.published_top1
+        cols = ["model", "backbone", "frames", "input_size", "gflops", "params", "val_top1", "published_top1",
+                "delta_top1", "val_top5", "dataset", "views", "published_source", "metrics_file"]
     elif kind == "table5":
         out = _over_seeds(rows[rows.model == "tin"]).sort_values(["boundary", "groups", "reverse"],
                                                                  ascending=[False, True, False])

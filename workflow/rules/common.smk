@@ -30,7 +30,7 @@ def _check_config():
             read_yaml(path)
         except ConfigError as e:
             raise WorkflowError(f"config: {e}") from None
-    for table in ("table1", "table5"):
+    for table in ("table1", "table5", "published"):
         if table in config and config[table]["dataset"] not in DATASETS:
             raise WorkflowError(f"config: {table}.dataset = {config[table]['dataset']!r} is not under 'datasets' "
                                 f"(known: {sorted(DATASETS)})")
@@ -102,6 +102,21 @@ def table_variants(table):
 
 
 VARIANTS = {name: spec for table in TABLES for name, spec in table_variants(table).items()}
+# Published checkpoints, evaluated without training (README: "Check your setup with the published checkpoints").
+PUBLISHED = config.get("published")
+if PUBLISHED:
+    VARIANTS.update({f"published-{m}_T{PUBLISHED['frames']}_{PUBLISHED['dataset']}":
+                     dict(model=m, frames=PUBLISHED["frames"], dataset=PUBLISHED["dataset"], options={}, seed=BASE_SEED)
+                     for m in PUBLISHED["checkpoints"]})
+
+
+def published_checkpoint(variant):
+    """The user's checkpoint file of a published-* variant (it must exist when that target is asked for)."""
+    path = Path(PUBLISHED["checkpoints"][VARIANTS[variant]["model"]])
+    if not path.is_file():
+        raise WorkflowError(f"config: published.checkpoints.{VARIANTS[variant]['model']} = {str(path)!r} does not "
+                            f"exist (README: 'Check your setup with the published checkpoints')")
+    return str(path)
 
 
 def run_config_of(variant):

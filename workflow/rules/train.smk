@@ -15,6 +15,7 @@ rule run_config:
 
 
 rule train:
+    wildcard_constraints: variant=r"(?!published-)[^/]+"
     input:
         config=f"{RUNS}/configs/{{variant}}.yaml",
         data=lambda w: dataset_marker(VARIANTS[w.variant]["dataset"]),
@@ -31,11 +32,31 @@ rule train:
     shell: "python -m tinlab train --config {input.config} --out {params.out} --restart-if-changed --quiet > {log} 2>&1"
 
 
+rule evaluate_published:
+    input:
+        config=f"{RUNS}/configs/{{variant}}.yaml",
+        checkpoint=lambda w: published_checkpoint(w.variant),
+        data=lambda w: dataset_marker(VARIANTS[w.variant]["dataset"]),
+    output:
+        metrics=f"{RUNS}/{{variant}}/metrics.json",
+        offsets=f"{RUNS}/{{variant}}/metrics.offsets.csv",
+    wildcard_constraints: variant=r"published-[^/]+"
+    log: "logs/evaluate/{variant}.log"
+    benchmark: "benchmarks/evaluate/{variant}.tsv"
+    conda: CONDA_ENV
+    threads: config["resources"]["train_threads"]
+    resources:
+        mem_mb=config["resources"]["train_mem_mb"],
+        gpu=config["resources"]["gpu"],
+    shell: "python -m tinlab evaluate --config {input.config} --checkpoint {input.checkpoint} --out {output.metrics} > {log} 2>&1"
+
+
 rule evaluate:
     input: f"{RUNS}/{{variant}}/train_summary.json"
     output:
         metrics=f"{RUNS}/{{variant}}/metrics.json",
         offsets=f"{RUNS}/{{variant}}/metrics.offsets.csv",  # TIN/r-TCN offsets and weights (no rows for others)
+    wildcard_constraints: variant=r"(?!published-)[^/]+"
     params: run=lambda w, input: os.path.dirname(input[0])
     log: "logs/evaluate/{variant}.log"
     benchmark: "benchmarks/evaluate/{variant}.tsv"

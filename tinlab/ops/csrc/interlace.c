@@ -1,4 +1,4 @@
-/* Fused CPU kernels of tinlab::interlace_frames (see tinlab/ops/interlace.py).
+/* Fused CPU kernels of tinlab::interlace_frames (see tinlab/ops/interlacing.py).
  *
  * A clip is viewed as rows: x[n][t][r][l], N videos, T frames, R rows per frame, L elements per row.
  * Rows r < G are interlaced (row r = channel group r), rows r >= G are copied:

@@ -27,10 +27,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .. import create_model, list_models
+from ..models import create_model
 from ..ops import create_temporal_op
+from ..registry import list_models, list_temporal_ops
 
-OPS = ["copy", "tsm", "tin", "rtcn", "tcn", "tada"]
+
+def op_names() -> list[str]:
+    """What the op table times: a plain copy (the memory-bound floor), then every registered module."""
+    return ["copy", *list_temporal_ops()]
 
 
 @dataclass
@@ -92,6 +96,31 @@ def summarize(samples: list[float]) -> dict[str, float]:
     q = statistics.quantiles(samples, n=20, method="inclusive") if len(samples) > 1 else samples * 19
     return {"median_ms": statistics.median(samples) * 1e3, "iqr_ms": (q[14] - q[4]) * 1e3,
             "p10_ms": q[1] * 1e3, "p90_ms": q[17] * 1e3, "samples": len(samples)}
+
+
+def latency(model: nn.Module, clip: torch.Tensor, *, rounds: int = 10, warmup: int = 2,
+            train: bool = False) -> dict[str, float]:
+    """Median, IQR and 10th/90th percentile (ms) of ``model(clip)`` (inference under
+    ``inference_mode``; with ``train`` one training step: forward, a summed loss and backward), on the
+    clip's device, after ``warmup`` untimed calls.
+
+    Example:
+        >>> import tinlab
+        >>> m = tinlab.create_model("tsm", backbone="resnet18", num_classes=4, num_segments=4,
+        ...                         width_mult=0.25, small_stem=True)
+        >>> sorted(latency(m, torch.randn(1, 4, 3, 16, 16), rounds=3, warmup=1))
+        ['iqr_ms', 'median_ms', 'p10_ms', 'p90_ms', 'samples']
+    """
+    model.train(train)
+
+    def step() -> None:
+        if train:
+            model(clip).sum().backward()
+        else:
+            with torch.inference_mode():
+                model(clip)
+
+    return summarize(interleaved_times({"model": step}, rounds, warmup, clip.device)["model"])
 
 
 def _autocast(s: Setting, device: torch.device):
@@ -233,7 +262,7 @@ def record_trace(model: nn.Module, s: Setting, out_dir: Path) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="results/latency.csv", help="CSV to write")
     parser.add_argument("--models", nargs="*", default=list_models(), choices=list_models())
-    parser.add_argument("--ops", nargs="*", default=OPS, choices=OPS)
+    parser.add_argument("--ops", nargs="*", default=op_names(), choices=op_names())
     parser.add_argument("--modes", nargs="+", default=["infer", "train"], choices=["infer", "train"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])

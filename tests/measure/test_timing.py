@@ -1,4 +1,4 @@
-"""tinlab.measure.latency: timing helpers, the latency table and profiler traces."""
+"""tinlab.measure.timing: timing helpers, the latency table and profiler traces."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tinlab.__main__ import main
-from tinlab.measure.latency import interleaved_times, summarize
+from tinlab.measure.timing import interleaved_times, summarize
 
 
 def test_summarize_statistics():

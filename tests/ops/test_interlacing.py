@@ -1,11 +1,11 @@
-"""tinlab.ops.interlace: definition, gradients, the adjoint, TSM as a special case, errors."""
+"""tinlab.ops.interlacing: definition, gradients, the adjoint, TSM as a special case, errors."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from tinlab.ops import TemporalShift, interlace, interlace_reference, rtcn
-from tinlab.ops.interlace import interlace_coefficients, interlace_frames
+from tinlab.ops.interlacing import interlace_coefficients, interlace_frames
 
 D = torch.float64
 
@@ -189,7 +189,7 @@ def test_fused_kernel_equals_pytorch_path(dtype, boundary):
     """The C kernel (default on CPU) and the PyTorch path: same output and gradients, also for the TIN
     layout where only the leading rows of each frame are interlaced."""
     from tinlab.ops._kernel import kernels, torch_path
-    from tinlab.ops.interlace import interlace_rows
+    from tinlab.ops.interlacing import interlace_rows
 
     if kernels() is None:  # no compiler: the README promises the PyTorch fallback, which other tests cover
         pytest.skip("the fused kernel is not available on this machine")
@@ -213,7 +213,7 @@ def test_fused_kernel_equals_pytorch_path(dtype, boundary):
 def test_kernel_is_used_only_on_what_it_can_read():
     """Non-contiguous indices or coefficients of another dtype take the PyTorch path, same result."""
     from tinlab.ops._kernel import kernels
-    from tinlab.ops.interlace import _cpu_kernels
+    from tinlab.ops.interlacing import _cpu_kernels
 
     if kernels() is None:
         pytest.skip("the fused kernel is not available on this machine")

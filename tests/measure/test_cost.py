@@ -1,4 +1,4 @@
-"""tinlab.measure.flops: fvcore counts with tinlab's handles, cross-checked with torch's counter."""
+"""tinlab.measure.cost: fvcore counts with tinlab's handles, cross-checked with torch's counter."""
 from __future__ import annotations
 
 import importlib
@@ -11,12 +11,12 @@ from torch.utils.flop_counter import FlopCounterMode
 import tinlab
 from fvcore.nn import FlopCountAnalysis
 
-from tinlab.measure.flops import FLOP_HANDLES, flop_analysis, flops, parameters
+from tinlab.measure.cost import flop_analysis, flops, handles, parameters
 from tinlab.ops import interlace
 
-# Modules by name (``tinlab.ops.interlace`` is also a function of the package).
+# Modules by name (``tinlab.ops.interlacing`` is also a function of the package).
 flops_module, interlace_module, tin_module = (importlib.import_module(f"tinlab.{m}") for m in
-                                              ("measure.flops", "ops.interlace", "ops.tin"))
+                                              ("measure.cost", "ops.interlacing", "ops.tin"))
 
 SMALL = dict(backbone="resnet18", num_classes=10, width_mult=0.5, small_stem=True)
 
@@ -70,10 +70,17 @@ def test_fvcore_agrees_with_torch_flop_counter_on_the_decomposed_ops(name, monke
 def test_the_cross_check_catches_a_wrong_handle(monkeypatch):
     """Plant a defect: TIN's fused op counted once per element instead of twice."""
     m, clip = tinlab.create_model("tin", num_segments=8, **SMALL).eval(), torch.randn(1, 8, 3, 16, 16)
-    wrong = lambda inputs, outputs: flops_module._interlaced_elements(
-        flops_module.get_shape(inputs[0]), flops_module.get_shape(inputs[1]))
-    monkeypatch.setitem(FLOP_HANDLES, "tinlab::interlace_frames", wrong)
+    right = tin_module.FLOP_HANDLES["tinlab::interlace_frames"]
+    monkeypatch.setitem(tin_module.FLOP_HANDLES, "tinlab::interlace_frames", lambda i, o: right(i, o) // 2)
     assert flops(m, clip) < counted_as_decomposed(m, clip, monkeypatch)
+
+
+def test_an_op_nobody_counts_is_an_error_naming_it(monkeypatch):
+    """A registered module's custom op without a handle: flops() raises, never counts it as 0."""
+    monkeypatch.delitem(tin_module.FLOP_HANDLES, "tinlab::interlace_frames")
+    m = tinlab.create_model("tin", num_segments=8, **SMALL)
+    with pytest.raises(RuntimeError, match=r"no FLOP handle for \['tinlab::interlace_frames'\]"):
+        flops(m, torch.randn(1, 8, 3, 16, 16))
 
 
 def test_temporal_ops_arithmetic_is_counted():
@@ -91,7 +98,7 @@ def test_interlace_counts_two_multiply_adds_per_element():
             return interlace(x, o, w)
 
     x, o, w = torch.randn(2, 8, 4, 5, 5), torch.rand(2, 2), torch.rand(2, 8, 2)
-    analysis = FlopCountAnalysis(Op(), (x, o, w)).set_op_handle(**FLOP_HANDLES)
+    analysis = FlopCountAnalysis(Op(), (x, o, w)).set_op_handle(**handles())
     assert analysis.by_operator()["interlace_frames"] == 2 * x.numel()
 
 

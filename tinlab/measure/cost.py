@@ -31,7 +31,7 @@ from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
 from torch import Tensor, nn
 
-__all__ = ["FLOP_HANDLES", "flop_analysis", "flops", "parameters"]
+__all__ = ["FLOP_HANDLES", "flop_analysis", "flops", "handles", "parameters"]
 
 
 def _numel(value: Any) -> int:
@@ -46,11 +46,6 @@ def _per_output(scale: int) -> Callable[[list, list], int]:
 
 def _per_input(inputs: list, outputs: list) -> int:
     return _numel(inputs[0])
-
-
-def _interlaced_elements(x_shape: list[int], src_shape: list[int]) -> int:
-    """Elements interlaced by tinlab::interlace_frames: x is (N, T, R, ...), src0 (N, T, G)."""
-    return prod(src_shape) * prod(x_shape[3:])
 
 
 def _zero(inputs: list, outputs: list) -> int:
@@ -68,8 +63,7 @@ _ZERO_OPS = ["aten::add", "aten::add_", "aten::sub", "aten::sub_", "aten::rsub",
              "aten::abs", "aten::sigmoid", "aten::lt", "aten::le", "aten::repeat_interleave",
              "aten::view_as", "aten::empty_like", "aten::fill_", "aten::max_pool2d", "aten::pad",
              "aten::replication_pad2d", "aten::batch_norm", "aten::clone", "aten::floor", "aten::relu",
-             "aten::reflection_pad2d", "aten::expand_as", "aten::index_select", "aten::zero_",
-             "tinlab::temporal_shift"]
+             "aten::reflection_pad2d", "aten::expand_as", "aten::index_select", "aten::zero_"]
 
 FLOP_HANDLES: dict[str, Callable[[list, list], int] | None] = {
     **{op: _zero for op in _ZERO_OPS},
@@ -77,10 +71,16 @@ FLOP_HANDLES: dict[str, Callable[[list, list], int] | None] = {
     "aten::div": _per_output(1), "aten::div_": _per_output(1),
     "aten::mean": _per_input,
     "aten::avg_pool3d": _avg_pool, "aten::avg_pool2d": _avg_pool,
-    "tinlab::leading_row_mean": lambda inputs, outputs: _numel(outputs[0]) * get_shape(inputs[0])[-1],
-    "tinlab::interlace_frames": lambda inputs, outputs: 2 * _interlaced_elements(get_shape(inputs[0]),
-                                                                                  get_shape(inputs[1])),
 }
+
+
+def handles() -> dict[str, Callable[[list, list], int] | None]:
+    """The generic handles above plus those every registered temporal module declares for its custom
+    ops (``flop_handles=`` at registration; tinlab's own: ``FLOP_HANDLES`` of ``tinlab/ops/*.py``)."""
+    from ..registry import get_module, list_temporal_ops
+
+    own = {op: fn for name in list_temporal_ops() for op, fn in get_module(name).handles().items()}
+    return {**FLOP_HANDLES, **own}
 
 
 def flop_analysis(model: nn.Module, clip: Tensor) -> FlopCountAnalysis:
@@ -88,7 +88,7 @@ def flop_analysis(model: nn.Module, clip: Tensor) -> FlopCountAnalysis:
     was_training = model.training
     model.eval()
     try:
-        analysis = FlopCountAnalysis(model, (clip,)).set_op_handle(**FLOP_HANDLES)
+        analysis = FlopCountAnalysis(model, (clip,)).set_op_handle(**handles())
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
         analysis.total()  # trace now, while the model is in eval mode
@@ -109,8 +109,9 @@ def flops(model: nn.Module, clip: Tensor) -> int:
     analysis = flop_analysis(model, clip)
     unsupported = analysis.unsupported_ops()
     if unsupported:
-        raise RuntimeError(f"fvcore has no handle for {dict(unsupported)}: add them to FLOP_HANDLES "
-                           "so that no arithmetic goes uncounted")
+        raise RuntimeError(f"no FLOP handle for {sorted(unsupported)} (seen {dict(unsupported)} times): a temporal "
+                           f"module declares handles for its custom ops when it registers (flop_handles=...), "
+                           f"so that no arithmetic goes uncounted")
     return int(analysis.total())
 
 
