@@ -28,3 +28,9 @@ def test_check_detects_a_stale_number(tmp_path):
                     str(readme)], check=True)
     fixed = readme.read_text()
     assert fixed == text and "| tin " in fixed[begin:fixed.index("<!-- reference-tables:end -->")]
+
+
+def test_the_readme_shows_the_whole_example_plugin():
+    """README "Add your module" quotes examples/tinlab-tea/tinlab_tea.py in full: they cannot drift apart."""
+    plugin = (REPO / "examples" / "tinlab-tea" / "tinlab_tea.py").read_text().rstrip()
+    assert f"```python\n{plugin}\n```" in (REPO / "README.md").read_text()
