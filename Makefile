@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake
 # The CPU build of torch; GPU users: `make TORCH_SPEC=torch ...` or install torch first (README).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: main all equivalence complexity test bench-compare ratios clean-venv
+.PHONY: main all equivalence complexity test test-compile gpu-check bench-compare ratios clean-venv
 
 # setup.py builds the fused TIN kernel (tinlab/ops/csrc/interlace.c) into the install: rebuild when it changes.
 $(VENV)/.installed: pyproject.toml setup.py tinlab/ops/csrc/interlace.c
@@ -43,6 +43,15 @@ complexity: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+# torch.compile (CPU inductor) of every model: no graph break, the same output (minutes).
+test-compile: $(VENV)/.installed
+	$(PY) -m pytest -m compile
+
+# On a machine with a CUDA GPU: the CUDA tests, op ratios, latency/throughput of the R50 models, a short
+# AMP training run of each model; results/reference/gpu/*.csv (README: "GPU").
+gpu-check: $(VENV)/.installed
+	$(PY) bench/gpu_check.py --out results/reference/gpu
 
 clean-venv:
 	rm -rf $(VENV)

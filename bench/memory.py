@@ -35,7 +35,8 @@ n, t, c, s = 8, 8, 256, 28
 op = create_temporal_op("tsm" if name == "tsm" else ("rtcn" if name == "rtcn" else "tin"), c, t)
 ctx = torch_path() if name == "tin_torch_path" else torch.enable_grad()
 if name == "tin_gather_reference":  # TIN's fold shifted by the naive gather instead of the fused op
-    op.interlaced = lambda rows, o, w: op.aggregate_fold(rows, lambda f: interlace_reference(f, o, w, op.boundary))
+    op.aggregate = lambda rows, z, v: op.aggregate_fold(rows, lambda f: interlace_reference(
+        f, *op._offsets_and_weights(z, v), op.boundary))
 with ctx:
     small = torch.randn(2 * t, c, 4, 4, requires_grad=True)
     op(small).sum().backward()  # warm-up: kernels built, libraries loaded

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,9 +55,19 @@ def test_a_decorated_module_is_a_model_with_its_defaults(scratch_registry):
         load_config(None, ["model.name=halve", "model.options.scale=big"])
 
 
+def test_plugin_options_with_no_type_or_a_tuple_default_are_accepted(scratch_registry):
+    from tinlab.engine.config import load_config
+
+    tinlab.register_temporal_op("loose", lambda c, t, fold=None, ks=(3, 3): nn.Identity(),
+                                defaults={"fold": None, "ks": (3, 3)})
+    cfg = load_config(None, ["model.name=loose", "model.options.fold=4", "model.options.ks=[1, 3]"])
+    assert cfg.model.options == {"fold": 4, "ks": (1, 3)}
+
+
 def test_names_are_checked_and_taken_names_refused(scratch_registry):
-    with pytest.raises(ValueError, match="lower-case"):
-        tinlab.register_temporal_op("Bad Name", lambda c, t: nn.Identity())
+    for bad in ("Bad Name", "mine-v2", "naïve"):
+        with pytest.raises(ValueError, match="lower-case ASCII"):
+            tinlab.register_temporal_op(bad, lambda c, t: nn.Identity())
     with pytest.raises(ValueError, match="'tin' is registered already"):
         tinlab.register_temporal_op("tin", lambda c, t: nn.Identity())
 
@@ -74,6 +85,10 @@ def test_nothing_else_holds_a_list_of_model_names():
                     found = {e.value for e in node.elts if isinstance(e, ast.Constant)} & names
                     if len(found) >= 4:
                         holders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    for path in (REPO / "workflow").rglob("*.smk"):  # Snakemake files are not Python: the literal, by pattern
+        for m in re.finditer(r"[\[(]([^\[\]()]*)[\])]", path.read_text()):
+            if len(set(re.findall(r"[\"'](\w+)[\"']", m[1])) & names) >= 4:
+                holders.append(str(path.relative_to(REPO)))
     assert holders == [], holders
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import re
 import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -101,8 +102,9 @@ def _resolve(target: str) -> Any:
 
 def _register(name: str, kind: str, factory: Any, defaults: Mapping[str, Any] | None,
               flop_handles: Any, placement: str, network: Mapping[str, Any] | None, description: str) -> None:
-    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum() or name != name.lower():
-        raise ValueError(f"temporal module name {name!r}: use lower-case letters, digits, '-' and '_'")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_]*", name):
+        raise ValueError(f"temporal module name {name!r}: use lower-case ASCII letters, digits and '_' (run names "
+                         f"join a model and its options with '-')")
     if kind not in KINDS:
         raise ValueError(f"temporal module {name!r}: kind must be one of {KINDS}, got {kind!r}")
     if placement not in PLACEMENTS:

@@ -39,3 +39,22 @@ def test_bn_modes_and_fc_multipliers(write_config):
     nets = [tin.offset_net.conv.bias, tin.offset_net.fc1.bias, tin.offset_net.fc2.bias, tin.weight_net.conv.bias]
     assert all(id(b) in groups["bias"] for b in nets) and id(tin.offset_net.fc1.weight) in groups["weight"]
     assert load_config(None).optim.bias_lr_mult == 1.0  # the paper recipe: 1x
+
+
+def test_only_the_trunks_batchnorms_are_frozen():
+    """A temporal module's own BatchNorms start untrained: freezing them at their initialisation (TAda's
+    BN_z, a plug-in's zero-initialised BN) would switch the module off."""
+    import tinlab
+
+    tada = tinlab.create_model("tada", backbone="resnet50", num_classes=4, width_mult=0.25)
+    frozen = {id(m) for m in frozen_batchnorms(tada, "frozen")}
+    temporal = [m for n, m in tada.named_modules() if n.endswith(".temporal")]
+    assert temporal and not any(id(m) in frozen for m in temporal)
+    assert id(tada.backbone.layer1[0].bn2) in frozen and id(tada.backbone.layer2[0].downsample[1]) in frozen
+
+
+def test_validation_every_n_epochs_records_only_what_was_measured(write_config):
+    trainer = Trainer(load_config(write_config("tsn", optim={"epochs": 3}, run={"validate_every": 2})))
+    result = trainer.fit()
+    assert [bool(h["val"]) for h in result["history"]] == [False, True, True]  # epochs 2 and 3 (the last)
+    assert result["final"] == result["history"][-1]["val"]

@@ -14,7 +14,7 @@ from tinlab.engine.checkpoint import RunFolder
 from tinlab.engine.config import load_config
 from tinlab.engine.train import train
 from tinlab.errors import CheckpointError, RunFolderError
-from tinlab.utils.io import load_tensors
+from tinlab.utils.io import load_tensors, remove_orphans
 
 
 class Payload:
@@ -114,3 +114,37 @@ def test_evaluate_refuses_an_unfinished_run_unless_asked(tmp_path, write_config,
     assert main(["evaluate", "--run", str(run), "--allow-unfinished"]) == 0
     import json
     assert json.loads((run / "metrics.json").read_text())["finished"] is False
+
+
+def test_an_unresumable_checkpoint_is_named_and_the_workflow_restarts_it(tmp_path, write_config):
+    """A checkpoint of an earlier tinlab (format 1: numpy RNG state) or a damaged one: a clear refusal by
+    hand, a fresh start under --restart-if-changed (what the workflow passes)."""
+    import numpy as np
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"format": 1, "config_hash": "x", "rng": {"numpy": np.random.get_state()}}, run / "checkpoint.pt")
+    cfg = load_config(write_config("tsn", optim={"epochs": 1}))
+    with pytest.raises(RunFolderError, match="earlier tinlab \\(format 1\\) or a damaged one cannot be resumed: retrain"):
+        train(cfg, run)
+    assert train(cfg, run, restart_if_changed=True)["epochs"] == 1
+
+
+def test_resume_reads_the_checkpoint_on_the_cpu(tmp_path, write_config, monkeypatch):
+    """RNG states must stay on the CPU: a checkpoint mapped to the training device (as before, on a GPU)
+    made the resume fail. Here the device is 'meta' for the load: only a CPU load passes."""
+    from tinlab.engine import train as train_module
+    from tinlab.engine.loop import Trainer
+
+    cfg = load_config(write_config("tsn", optim={"epochs": 2}))
+    train(cfg, tmp_path / "r", stop_after_epochs=1)
+    trainer = Trainer(cfg)
+    trainer.device = torch.device("meta")  # what a load with map_location=trainer.device would use
+    start, history, best, versions = train_module._resume(trainer, RunFolder(tmp_path / "r"), "unused")
+    assert start == 1 and len(history) == 1
+
+
+def test_orphan_names_that_are_no_pid_are_kept(tmp_path):
+    huge = tmp_path / f".table.csv.{10 ** 30}.abc.tmp"
+    huge.write_text("x")
+    assert remove_orphans(tmp_path) == [] and huge.exists()

@@ -50,7 +50,10 @@ def counted_as_decomposed(model: torch.nn.Module, clip: torch.Tensor, monkeypatc
     """Multiply-adds of ``model(clip)`` by FlopCounterMode, tinlab's custom ops run as plain PyTorch."""
     with monkeypatch.context() as m:
         m.setattr(interlace_module, "interlace_frames", interlace_module._interlace_frames_torch)
-        m.setattr(tin_module, "leading_row_mean", lambda x, rows: x[:, :, :rows].mean(-1).flatten(2))
+        m.setattr(tin_module, "tin_interlace", lambda rows, z, v, r, reverse, boundary: interlace_module.
+                  _interlace_frames_torch(rows, *interlace_module.tin_coefficients(z, v, rows.shape[1], r, reverse,
+                                                                                   boundary, rows.dtype)))
+        m.setattr(tin_module, "leading_row_mean", lambda x, rows: x[:, :, :rows].mean(-1).flatten(2).transpose(1, 2))
         with FlopCounterMode(display=False, custom_mapping=ELEMENTWISE) as counter, torch.no_grad():
             model.eval()(clip)
     total = counter.get_total_flops()
@@ -68,18 +71,18 @@ def test_fvcore_agrees_with_torch_flop_counter_on_the_decomposed_ops(name, monke
 
 
 def test_the_cross_check_catches_a_wrong_handle(monkeypatch):
-    """Plant a defect: TIN's fused op counted once per element instead of twice."""
+    """Plant a defect: TIN's fused op counted one multiply-add short."""
     m, clip = tinlab.create_model("tin", num_segments=8, **SMALL).eval(), torch.randn(1, 8, 3, 16, 16)
-    right = tin_module.FLOP_HANDLES["tinlab::interlace_frames"]
-    monkeypatch.setitem(tin_module.FLOP_HANDLES, "tinlab::interlace_frames", lambda i, o: right(i, o) // 2)
+    right = tin_module.FLOP_HANDLES["tinlab::tin_interlace"]
+    monkeypatch.setitem(tin_module.FLOP_HANDLES, "tinlab::tin_interlace", lambda i, o: right(i, o) - 1)
     assert flops(m, clip) < counted_as_decomposed(m, clip, monkeypatch)
 
 
 def test_an_op_nobody_counts_is_an_error_naming_it(monkeypatch):
     """A registered module's custom op without a handle: flops() raises, never counts it as 0."""
-    monkeypatch.delitem(tin_module.FLOP_HANDLES, "tinlab::interlace_frames")
+    monkeypatch.delitem(tin_module.FLOP_HANDLES, "tinlab::tin_interlace")
     m = tinlab.create_model("tin", num_segments=8, **SMALL)
-    with pytest.raises(RuntimeError, match=r"no FLOP handle for \['tinlab::interlace_frames'\]"):
+    with pytest.raises(RuntimeError, match=r"no FLOP handle for \['tinlab::tin_interlace'\]"):
         flops(m, torch.randn(1, 8, 3, 16, 16))
 
 
@@ -89,7 +92,7 @@ def test_temporal_ops_arithmetic_is_counted():
     assert cost["tsm"] == cost["tsn"]  # a shift moves data only
     assert cost["tin"] > cost["tsn"] and cost["rtcn"] > cost["tin"] and cost["tada"] > cost["tsn"]
     by_op = flop_analysis(tinlab.create_model("tin", num_segments=8, **SMALL), clip).by_operator()
-    assert by_op["interlace_frames"] > 0 and by_op["mean"] > 0
+    assert by_op["tin_interlace"] > 0 and by_op["leading_row_mean"] > 0
 
 
 def test_interlace_counts_two_multiply_adds_per_element():

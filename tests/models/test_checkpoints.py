@@ -50,6 +50,65 @@ def test_every_published_layout_loads_strictly_and_each_tensor_lands_where_its_k
     assert info["format"] == fmt and info["tensors"] == len(state)
 
 
+# Hand-written pairs from the layouts (checkpoint_formats/*.json and the official code): the bijection
+# check above cannot see two same-shaped tensors swapped (bn1 <-> bn2 in a bottleneck), these can.
+PAIRS = {
+    "tsm-official": [("backbone.layer1.0.conv1.weight", "module.base_model.layer1.0.conv1.net.weight"),
+                     ("backbone.layer1.0.bn1.weight", "module.base_model.layer1.0.bn1.weight"),
+                     ("backbone.layer1.0.bn2.bias", "module.base_model.layer1.0.bn2.bias"),
+                     ("backbone.layer3.2.downsample.1.weight", None), ("fc.weight", "module.new_fc.weight")],
+    "tin-official": [("backbone.layer2.1.conv1.weight", "module.base_model.layer2.1.conv1.net2.weight"),
+                     ("backbone.layer2.1.temporal.offset_net.fc1.weight",
+                      "module.base_model.layer2.1.conv1.net1.biasnet.net.fc.weight"),
+                     ("backbone.layer2.1.temporal.offset_net.fc2.bias",
+                      "module.base_model.layer2.1.conv1.net1.biasnet.net.lastlayer.bias"),
+                     ("backbone.layer2.1.temporal.weight_net.conv.weight",
+                      "module.base_model.layer2.1.conv1.net1.weightnet.net.lastlayer.weight"),
+                     ("backbone.layer2.0.downsample.1.running_var", "module.base_model.layer2.0.downsample.1.running_var")],
+    "tada-official": [("backbone.conv1.weight", "backbone.conv1.a.weight"), ("backbone.bn1.bias", "backbone.conv1.a_bn.bias"),
+                      ("backbone.layer1.0.bn1.weight", "backbone.conv2.res_1.conv_branch.a_bn.weight"),
+                      ("backbone.layer1.0.bn2.weight", "backbone.conv2.res_1.conv_branch.b_bn.weight"),
+                      ("backbone.layer1.0.bn2.temporal.weight", "backbone.conv2.res_1.conv_branch.b_avgpool_bn.weight"),
+                      ("backbone.layer1.0.bn3.weight", "backbone.conv2.res_1.conv_branch.c_bn.weight"),
+                      ("backbone.layer4.2.conv2.route.a.weight", "backbone.conv5.res_3.conv_branch.b_rf.a.weight"),
+                      ("backbone.layer4.2.conv2.route.g.bias", "backbone.conv5.res_3.conv_branch.b_rf.g.bias"),
+                      ("backbone.layer2.0.downsample.0.weight", "backbone.conv3.res_1.short_cut.weight"),
+                      ("backbone.layer2.0.downsample.1.weight", "backbone.conv3.res_1.short_cut_bn.weight"),
+                      ("fc.bias", "head.out.bias")],
+    "mmaction2-tsm": [("backbone.conv1.weight", "backbone.conv1.conv.weight"), ("backbone.bn1.weight", "backbone.conv1.bn.weight"),
+                      ("backbone.layer1.0.conv1.weight", "backbone.layer1.0.conv1.conv.net.weight"),
+                      ("backbone.layer1.0.bn1.weight", "backbone.layer1.0.conv1.bn.weight"),
+                      ("backbone.layer1.0.bn2.weight", "backbone.layer1.0.conv2.bn.weight"),
+                      ("backbone.layer1.0.downsample.1.weight", "backbone.layer1.0.downsample.bn.weight"),
+                      ("fc.weight", "cls_head.fc_cls.weight")],
+    "mmaction2-tin": [("backbone.layer1.0.conv1.weight", "backbone.layer1.0.conv1.conv.net2.weight"),
+                      ("backbone.layer1.0.temporal.offset_net.fc2.weight",
+                       "backbone.layer1.0.conv1.conv.net1.offset_net.fc2.weight"),
+                      ("backbone.layer1.0.temporal.weight_net.conv.bias", "backbone.layer1.0.conv1.conv.net1.weight_net.conv.bias")],
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(PAIRS))
+def test_the_layouts_map_these_keys_as_written(fmt):
+    model = tinlab.create_model(MODEL_OF[fmt], **R50)
+    for ours, theirs in PAIRS[fmt]:
+        expected = theirs or "module.base_model." + ours[len("backbone."):]
+        assert FORMATS[fmt].key(model, ours) == expected, ours
+
+
+def test_a_tinlab_file_records_its_network(tmp_path):
+    """Weights of a TSN fit a TSM (no parameters of its own), a TIN's of one boundary the other's: the
+    architecture a tinlab file records keeps them apart."""
+    small = dict(backbone="resnet18", num_classes=5, num_segments=4, width_mult=0.25)
+    path = save_as(tinlab.create_model("tsn", **small), tmp_path / "tsn.pt")
+    with pytest.raises(CheckpointError, match="holds another network: name: file 'tsn', model 'tsm'"):
+        tinlab.create_model("tsm", **small, checkpoint=path)
+    path = save_as(tinlab.create_model("tin", **small, boundary="clamp"), tmp_path / "tin.pt")
+    with pytest.raises(CheckpointError, match="holds another network: options"):
+        tinlab.create_model("tin", **small, checkpoint=path)
+    tinlab.create_model("tin", **small, boundary="clamp", checkpoint=path)
+
+
 @pytest.mark.parametrize("fmt", sorted(MODEL_OF) + ["tinlab", "tsn-official"])
 def test_round_trip_tinlab_format_tinlab_is_bit_exact(fmt, tmp_path):
     name = MODEL_OF.get(fmt, "tsn" if fmt == "tsn-official" else "tin")

@@ -111,8 +111,8 @@ def test_offset_range_bounds_offsets():
 def test_offsets_and_weights_are_readable_through_forward_hooks():
     """Analysis reads offset_net / weight_net outputs with hooks; they are the op's own offsets and weights."""
     op, x, seen = TemporalInterlace(32, 8), torch.randn(16, 32, 2, 2), {}
-    op.offset_net.register_forward_hook(lambda m, i, out: seen.update(offsets=out.detach()))
-    op.weight_net.register_forward_hook(lambda m, i, out: seen.update(weights=out.detach()))
+    op.offset_net.register_forward_hook(lambda m, i, out: seen.update(offsets=m.to_offsets(out.detach())))
+    op.weight_net.register_forward_hook(lambda m, i, out: seen.update(weights=m.to_weights(out.detach())))
     op(x)
     offsets, weights = op.offsets_and_weights(x)  # reverse groups appended
     assert torch.equal(seen["offsets"], offsets[:, :2]) and torch.equal(seen["weights"], weights[:, :, :2])

@@ -14,6 +14,7 @@ Example (reads a dataset)::
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import build_dataset, get_preset
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
 from ..models import Recognizer, create_model
 from .config import Config, OptimConfig
 
@@ -44,6 +45,8 @@ def build_model(cfg: Config) -> Recognizer:
         return create_model(m.name, backbone=m.backbone, num_classes=num_classes_of(cfg),
                             num_segments=cfg.data.num_segments, dropout=m.dropout, width_mult=m.width_mult,
                             small_stem=m.small_stem, pretrained=m.pretrained, **m.options)
+    except UserError:  # a pretrained checkpoint's own error names its file
+        raise
     except (TypeError, ValueError) as e:  # an op option the model does not take, or a bad combination
         raise ConfigError(f"model.options {m.options!r} for model {m.name!r} ({m.backbone}, width "
                           f"{m.width_mult}): {e}") from None
@@ -63,6 +66,8 @@ def build_split(cfg: Config, split: str, views: bool = False, check_files: bool 
                                 **d.preset)
     except TypeError as e:
         raise ConfigError(f"data.preset {d.preset!r}: {e}") from None
+    except UserError:
+        raise
     except ValueError as e:  # e.g. 10-crop testing on a dataset that must not be flipped
         raise ConfigError(f"data ({d.dataset}, test_crops={d.test_crops}): {e}") from None
     if check:
@@ -89,11 +94,16 @@ def lr_factor(step: int, iters_per_epoch: int, o: OptimConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+# The trunk's own BatchNorms (what a pretrained ResNet brings): the stem's, a block's bnK, a shortcut's.
+_TRUNK_BN = re.compile(r"^backbone\.(bn1|layer\d+\.\d+\.(bn\d|downsample\.1))$")
+
+
 def frozen_batchnorms(model: nn.Module, mode: str) -> list[nn.Module]:
-    """BatchNorm2d layers that ``mode`` freezes: ``frozen`` all, ``partial`` all but the first, as in
-    TSN/TSM's partial BN. TAdaConv's zero-initialised temporal BN branch is never frozen: frozen at
-    zero it would switch the TAda2D calibration branch off for good."""
-    bns = [m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and "temporal" not in n]
+    """BatchNorm2d layers that ``mode`` freezes: ``frozen`` all of the trunk's, ``partial`` all but the
+    first, as in TSN/TSM's partial BN. BatchNorms inside temporal modules (TAdaConv's zero-initialised
+    temporal branch, a plug-in's) are never frozen: they start untrained, and frozen at their
+    initialisation (zero, for TAda's) they would switch their module off for good."""
+    bns = [m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and _TRUNK_BN.match(n)]
     return {"train": [], "frozen": bns, "partial": bns[1:]}[mode]
 
 

@@ -4,7 +4,7 @@
 
     on_fit_start(trainer, start_epoch)
     on_epoch_start(trainer, epoch)                  # 0-based epoch
-    on_step_end(trainer, epoch, iteration, loss, lr)   # loss: a device tensor, read only if shown
+    on_step_end(trainer, epoch, iteration, loss, lr)   # loss: a float (read with the step's one sync)
     on_train_end(trainer, epoch, stats)             # after the epoch's steps, before validation
     on_epoch_end(trainer, epoch, record)            # record = {"epoch", "train", "val"}, after validation
     on_fit_end(trainer)                             # also when training fails
@@ -39,7 +39,7 @@ class Callback:
 
     def on_fit_start(self, trainer: "Trainer", start_epoch: int) -> None: ...
     def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None: ...
-    def on_step_end(self, trainer: "Trainer", epoch: int, iteration: int, loss: Tensor, lr: float) -> None: ...
+    def on_step_end(self, trainer: "Trainer", epoch: int, iteration: int, loss: float, lr: float) -> None: ...
     def on_train_end(self, trainer: "Trainer", epoch: int, stats: dict[str, Any]) -> None: ...
     def on_epoch_end(self, trainer: "Trainer", epoch: int, record: dict[str, Any]) -> None: ...
     def on_fit_end(self, trainer: "Trainer") -> None: ...
@@ -47,7 +47,9 @@ class Callback:
 
 class InterlaceProbe:
     """Running sums of every TIN / r-TCN layer's offsets (N, G) and frame weights (N, T, G), collected by
-    forward hooks while :attr:`active`; on the device, read once (no sync per layer and batch).
+    forward hooks on its ``offset_net`` and ``weight_net`` while :attr:`active` (each net converts its
+    pre-activation with its ``to_offsets`` / ``to_weights``); on the device, read once (no sync per layer
+    and batch).
 
     Example:
         >>> import tinlab
@@ -72,7 +74,9 @@ class InterlaceProbe:
         def hook(module: nn.Module, inputs: Any, output: Tensor) -> None:
             if not self.active:
                 return
-            out = output.detach().double()
+            # The nets return pre-activations; their own to_offsets / to_weights give the quantities.
+            convert = module.to_offsets if kind == "offsets" else module.to_weights
+            out = convert(output.detach()).double()
             sums = self.sums[layer]
             sums[kind] = sums.get(kind, 0) + out.sum(0)
             if kind == "offsets":
@@ -143,10 +147,10 @@ class ProgressBar(Callback):
         self.bar = tqdm(total=trainer.iters_per_epoch, desc=f"epoch {epoch + 1}/{trainer.cfg.optim.epochs}",
                         unit="batch", leave=False, disable=not sys.stderr.isatty() or not trainer.dist.is_main)
 
-    def on_step_end(self, trainer: "Trainer", epoch: int, iteration: int, loss: Tensor, lr: float) -> None:
+    def on_step_end(self, trainer: "Trainer", epoch: int, iteration: int, loss: float, lr: float) -> None:
         self.bar.update()
         if not self.bar.disable:
-            self.bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
+            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}")
 
     def on_train_end(self, trainer: "Trainer", epoch: int, stats: dict[str, Any]) -> None:
         self.bar.close()
@@ -177,10 +181,10 @@ class TensorBoard(Callback):
         purge = start_epoch * trainer.iters_per_epoch
         self.writer = SummaryWriter(str(self.folder), purge_step=purge or None)
 
-    def on_step_end(self, trainer: "Trainer", epoch: int, iteration: int, loss: Tensor, lr: float) -> None:
+    def on_step_end(self, trainer: "Trainer", epoch: int, iteration: int, loss: float, lr: float) -> None:
         if self.writer is not None:
             step = epoch * trainer.iters_per_epoch + iteration
-            self.writer.add_scalar("train/loss", loss.item(), step)
+            self.writer.add_scalar("train/loss", loss, step)
             self.writer.add_scalar("train/lr", lr, step)
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, record: dict[str, Any]) -> None:

@@ -25,12 +25,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 
-from ..errors import RunFolderError
+from ..errors import CheckpointError, RunFolderError
 from ..utils.io import atomic_save, load_tensors as load_file, read_text, remove_orphans, write_json
 from .callbacks import Callback
 
@@ -92,9 +93,26 @@ class RunFolder:
             raise RunFolderError(f"{self.summary}: unreadable summary ({e}); retrain with --force") from None
 
     def start_over(self) -> None:
-        """Delete what a previous run left (summary, checkpoints, failure mark): the next run starts fresh."""
-        for p in (self.summary, self.checkpoint, self.best, self.failed):
+        """Delete what a previous run left (summary, checkpoints, failure mark, TensorBoard events, its
+        evaluation): the next run starts fresh, and nothing of the old one mixes into its curves."""
+        for p in (self.summary, self.checkpoint, self.best, self.failed, *self.path.glob("metrics*")):
             p.unlink(missing_ok=True)
+        shutil.rmtree(self.path / "tb", ignore_errors=True)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The resumable checkpoint (on the CPU: RNG states must stay there; the trainer moves the rest). A
+        file this tinlab cannot resume (an earlier checkpoint format, damage) is a RunFolderError saying how
+        to go on."""
+        try:
+            state = load_file(self.checkpoint)
+        except CheckpointError as e:
+            raise RunFolderError(f"{e}; a checkpoint of an earlier tinlab (format 1) or a damaged one cannot be "
+                                 f"resumed: retrain with --force (or --restart-if-changed)") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise RunFolderError(f"{self.checkpoint} has checkpoint format {found}, this tinlab writes "
+                                 f"{CHECKPOINT_FORMAT}; retrain with --force")
+        return state
 
     def check_config(self, digest: str, force: bool, restart_if_changed: bool = False) -> dict[str, Any] | None:
         """The summary if the folder holds this config's finished run; None if there is nothing finished
@@ -103,10 +121,15 @@ class RunFolder:
         if force:
             self.start_over()
             return None
-        done = self.finished_summary()
-        hashes = {done.get("config_hash")} if done is not None else set()
-        if self.checkpoint.is_file():
-            hashes.add(load_file(self.checkpoint).get("config_hash"))
+        try:
+            done = self.finished_summary()
+            hashes = {done.get("config_hash")} if done is not None else set()
+            if self.checkpoint.is_file() and hashes <= {digest}:  # the summary settles it when it differs
+                hashes.add(self.checkpoint_state().get("config_hash"))
+        except RunFolderError:
+            if not restart_if_changed:
+                raise
+            hashes = {None}  # unreadable: what the workflow asks for is a fresh start
         if hashes - {digest}:
             if not restart_if_changed:
                 raise RunFolderError(f"{self.path} holds a run of another config (hash {' '.join(map(str, hashes - {digest}))} "
@@ -128,10 +151,12 @@ class CheckpointSaver(Callback):
         self.folder, self.digest, self.code_versions = folder, digest, code_versions
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, record: dict[str, Any]) -> None:
+        state = trainer.state_dict()  # collective under DDP: every rank's RNG states
         if not trainer.dist.is_main:
             return
         origin = {"config_hash": self.digest, "code_versions": self.code_versions}
-        if trainer.best["epoch"] == epoch + 1:
-            save({"model": trainer.model.state_dict(), "epoch": epoch + 1, **origin}, self.folder.best)
+        if trainer.best["epoch"] == epoch + 1:  # its own epoch and top-1: a kill between the two saves is seen
+            save({"model": trainer.model.state_dict(), "epoch": epoch + 1, "top1": trainer.best["top1"], **origin},
+                 self.folder.best)
         save({"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "best": trainer.best, "history": trainer.history,
-              **origin, **trainer.state_dict()}, self.folder.checkpoint)
+              **origin, **state}, self.folder.checkpoint)

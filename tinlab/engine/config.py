@@ -207,8 +207,12 @@ def _check_options(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: unknown key '{dotted}' for model {cfg.model.name!r} "
                               f"(its options: {', '.join(sorted(defaults)) or 'none'})")
         tp = type(defaults[key])
+        if defaults[key] is None:  # no type to hold it to
+            continue
         if tp is float and not isinstance(value, bool) and isinstance(value, int):
             value = cfg.model.options[key] = float(value)
+        if tp is tuple and isinstance(value, list):  # YAML has lists, not tuples
+            value = cfg.model.options[key] = tuple(value)
         if type(value) is not tp:
             raise ConfigError(f"{where}: key '{dotted}' must be {tp.__name__} like its default "
                               f"{defaults[key]!r}, got {value!r} ({type(value).__name__})")

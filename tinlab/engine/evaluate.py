@@ -43,7 +43,7 @@ from .builders import build_model, build_split
 from .callbacks import InterlaceProbe
 from .checkpoint import RunFolder
 from .config import Config, config_hash, config_to_dict, load_config
-from .runtime import resolve_device, seed_everything
+from .runtime import amp_dtype, autocast, resolve_device, seed_everything
 
 
 def load_twins(root: str | Path, num_classes: int) -> list[int | None] | None:
@@ -104,14 +104,15 @@ def classification_metrics(logits: Tensor, labels: Tensor, class_names: list[str
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: Any, device: torch.device, amp: bool) -> tuple[Tensor, Tensor, int]:
+def predict(model: torch.nn.Module, loader: Any, device: torch.device, amp: torch.dtype | None
+            ) -> tuple[Tensor, Tensor, int]:
     """(logits (N, K) averaged over each video's views, labels (N,), number of views run)."""
     all_logits, all_labels, views = [], [], 0
     for clips, labels in loader:
         clips = clips.to(device, non_blocking=True)
         multi = clips.dim() == 6  # (N, V, T, 3, H, W): fold the views into the batch
         n, v = clips.shape[0], clips.shape[1] if multi else 1
-        with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+        with autocast(device, amp):
             logits = model(clips.flatten(0, 1) if multi else clips).float()
         all_logits.append(logits.view(n, v, -1).mean(1).cpu())
         all_labels.append(labels)
@@ -175,7 +176,8 @@ def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: i
     loader = build_dataloader(dataset, batch_size or cfg.data.batch_size, False, cfg.data.num_workers, cfg.run.seed)
     model.to(device).eval()
     probe, start = InterlaceProbe(model), time.perf_counter()
-    logits, labels, views = predict(model, loader, device, cfg.run.amp and device.type == "cuda")
+    amp = amp_dtype(device, cfg.run.amp)
+    logits, labels, views = predict(model, loader, device, amp)
     seconds, k = time.perf_counter() - start, model.num_classes
     probe.remove()
     metrics = classification_metrics(logits, labels, load_class_names(cfg.data.root, k), load_twins(cfg.data.root, k))
@@ -185,7 +187,8 @@ def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: i
                     "finished": finished, "wall_seconds": seconds,
                     "clips_per_s": views / seconds, "videos_per_s": len(labels) / seconds,
                     "cost": cost_of(model, cfg, device)})
-    prov = {**provenance(config_to_dict(cfg), device), "config_hash": digest,
+    prov = {**provenance(config_to_dict(cfg), device), "amp": str(amp).replace("torch.", "") if amp else "off",
+            "config_hash": digest,
             "train_config_hash": origin["train_config_hash"], "seed": cfg.run.seed}
     csv = out.with_name(out.stem + ".offsets.csv")  # written for every model (no rows without TIN layers)
     metrics.update(offsets=offsets_section(probe, csv, prov), offsets_csv=str(csv))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from typing import Any, Sequence
 
 import torch
@@ -28,7 +27,7 @@ from ..errors import ConfigError, TrainingFailed
 from .builders import build_model, build_optimizer, build_scheduler, build_split, frozen_batchnorms
 from .callbacks import Callback
 from .config import Config
-from .runtime import DistInfo, resolve_device, rng_state, seed_everything, set_rng_state
+from .runtime import DistInfo, amp_dtype, autocast, resolve_device, rng_state, seed_everything, set_rng_state
 
 __all__ = ["Trainer"]
 
@@ -40,7 +39,7 @@ class Trainer:
         self.cfg, self.dist, self.callbacks = cfg, dist or DistInfo(), list(callbacks)
         self.device = resolve_device(cfg.run.device, self.dist)
         cuda = self.device.type == "cuda"
-        self.amp = cfg.run.amp and cuda  # CUDA-only features
+        self.amp = amp_dtype(self.device, cfg.run.amp)  # bfloat16 / float16 on a GPU (runtime.amp_dtype), else None
         seed_everything(cfg.run.seed, cfg.run.deterministic and not cuda)
         self._build_loaders()
         self.model = build_model(cfg).to(self.device)
@@ -53,7 +52,7 @@ class Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, self.iters_per_epoch, cfg.optim)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)  # bf16 needs no scaling
         self.net: nn.Module = self.model
         if self.dist.enabled:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device] if cuda else None)
@@ -76,15 +75,16 @@ class Trainer:
             getattr(callback, hook)(self, *args)
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
+        return autocast(self.device, self.amp)
 
     def _all_min(self, value: Tensor) -> Tensor:
         if self.dist.enabled:  # every rank must stop together, or the others hang in all-reduce
             tdist.all_reduce(value, op=tdist.ReduceOp.MIN)
         return value
 
-    def _step(self, clips: Tensor, labels: Tensor, epoch: int, it: int) -> tuple[Tensor, Tensor]:
-        """Forward, backward, finite check, clipping, optimizer and schedule step; (loss, logits)."""
+    def _step(self, clips: Tensor, labels: Tensor, epoch: int, it: int) -> tuple[float, Tensor]:
+        """Forward, backward, finite check, clipping, optimizer and schedule step; (loss, logits). The
+        loss and the finite flag leave the device together: one sync per step."""
         with self._autocast():
             logits = self.net(clips)
             loss = F.cross_entropy(logits.float(), labels)
@@ -95,12 +95,13 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         norm = nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         finite = torch.isfinite(loss.detach())
-        if not self.amp:  # under AMP an inf gradient is the scaler's business: it skips the step
+        if not self.scaler.is_enabled():  # under fp16 an inf gradient is the scaler's business: it skips the step
             finite &= torch.isfinite(norm)
-        if not self._all_min(finite.float()).item():
+        flag, loss_value = torch.stack([self._all_min(finite.float()), loss.detach().float()]).tolist()
+        if not flag:
             lr = self.scheduler.get_last_lr()[0]
-            raise TrainingFailed(f"non-finite {'loss' if not torch.isfinite(loss) else 'gradient'} "
-                                 f"(loss {loss.item():.4g}, gradient norm {norm.item():.4g}) at epoch {epoch} "
+            raise TrainingFailed(f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient'} "
+                                 f"(loss {loss_value:.4g}, gradient norm {norm.item():.4g}) at epoch {epoch} "
                                  f"iteration {it} (0-based; lr {lr:.3g}): lower optim.lr or check the data; "
                                  f"the last checkpoint is intact")
         if clip > 0:
@@ -108,7 +109,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss.detach(), logits.detach()
+        return loss_value, logits.detach()
 
     def _set_train_mode(self) -> None:
         self.net.train()
@@ -119,8 +120,8 @@ class Trainer:
         """One epoch; returns mean loss, top-1, clips/s and the seconds spent waiting for data."""
         set_epoch(self.train_loader, epoch)  # the data layer's per-epoch randomness
         self._set_train_mode()
-        totals = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss sum, correct, seen
-        data_s, start = 0.0, time.perf_counter()
+        correct = torch.zeros((), device=self.device, dtype=torch.float64)  # read once, at the end
+        loss_sum, seen, data_s, start = 0.0, 0, 0.0, time.perf_counter()
         tick = start
         for it, (clips, labels) in enumerate(self.train_loader):
             data_s += time.perf_counter() - tick
@@ -129,10 +130,12 @@ class Trainer:
             lr = self.scheduler.get_last_lr()[0]
             loss, logits = self._step(clips, labels, epoch, it)
             n = labels.numel()
-            totals += torch.stack([loss.double() * n, (logits.argmax(1) == labels).sum().double(),
-                                   torch.tensor(float(n), dtype=torch.float64, device=self.device)])
+            loss_sum, seen = loss_sum + loss * n, seen + n
+            correct += (logits.argmax(1) == labels).sum()
             self._emit("on_step_end", epoch, it, loss, lr)
             tick = time.perf_counter()
+        totals = torch.stack([torch.tensor(loss_sum, dtype=torch.float64, device=self.device), correct,
+                              torch.tensor(float(seen), dtype=torch.float64, device=self.device)])
         if self.dist.enabled:
             tdist.all_reduce(totals)
         loss_sum, correct, seen = totals.tolist()
@@ -177,11 +180,12 @@ class Trainer:
                 self._emit("on_epoch_start", epoch)
                 stats = self.train_epoch(epoch)
                 self._emit("on_train_end", epoch, stats)
-                if (epoch + 1) % self.cfg.run.validate_every == 0 or epoch + 1 == epochs:
-                    val = self.validate(epoch)
-                self.history.append({"epoch": epoch + 1, "train": stats, "val": val})
-                if val and val["top1"] > self.best["top1"]:
-                    self.best = {"top1": val["top1"], "epoch": epoch + 1}
+                validated = (epoch + 1) % self.cfg.run.validate_every == 0 or epoch + 1 == epochs
+                now = self.validate(epoch) if validated else {}
+                val = now or val
+                self.history.append({"epoch": epoch + 1, "train": stats, "val": now})  # only what was measured
+                if now and now["top1"] > self.best["top1"]:
+                    self.best = {"top1": now["top1"], "epoch": epoch + 1}
                 self._emit("on_epoch_end", epoch, self.history[-1])
                 if self.dist.enabled:
                     tdist.barrier()  # nobody runs ahead of a checkpoint it might have to resume from
@@ -193,14 +197,23 @@ class Trainer:
         return {"history": self.history, "best": self.best, "final": val, "stopped": stopped}
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs; collective under DDP (every rank's RNG states are gathered,
+        each rank restores its own), so every rank calls it."""
+        rng = [rng_state()]
+        if self.dist.enabled:
+            rng = [None] * self.dist.world_size
+            tdist.all_gather_object(rng, rng_state())
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng_state(), "loader_generator": self.train_loader.generator.get_state()}
+                "rng": rng, "loader_generator": self.train_loader.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (read on the CPU: the RNG states must stay there; model and optimizer
+        move their tensors to their own device)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.train_loader.generator.set_state(state["loader_generator"])
-        set_rng_state(state["rng"])
+        rng = state["rng"]
+        set_rng_state(rng[self.dist.rank] if self.dist.rank < len(rng) else rng[0])

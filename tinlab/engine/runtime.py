@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ContextManager
 
 import numpy as np
 import torch
@@ -20,7 +22,34 @@ import torch.distributed as tdist
 
 from ..errors import ConfigError
 
-__all__ = ["DistInfo", "init_distributed", "resolve_device", "rng_state", "seed_everything", "set_rng_state"]
+__all__ = ["DistInfo", "amp_dtype", "autocast", "init_distributed", "resolve_device", "rng_state", "seed_everything",
+           "set_rng_state"]
+
+
+def amp_dtype(device: torch.device, enabled: bool = True, requested: torch.dtype | None = None) -> torch.dtype | None:
+    """The one mixed-precision policy of training, evaluation and latency: on a GPU, bfloat16 where it
+    has bfloat16 arithmetic, else float16 (training then scales the loss with a GradScaler); none on
+    the CPU or when ``enabled`` is off. A ``requested`` bfloat16 on a GPU without it falls back to
+    float16 with a warning; a requested float32 means none.
+
+    Example:
+        >>> amp_dtype(torch.device("cpu")) is None
+        True
+    """
+    if not enabled or device.type != "cuda" or requested == torch.float32:
+        return None
+    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    if requested == torch.bfloat16 and not bf16:
+        warnings.warn(f"{torch.cuda.get_device_name(device)} has no bfloat16 arithmetic: using float16",
+                      RuntimeWarning, stacklevel=2)
+    if requested == torch.float16:
+        return torch.float16
+    return torch.bfloat16 if bf16 else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
+    """``torch.autocast`` at ``dtype`` on ``device``, or nothing when ``dtype`` is None."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 @dataclass(frozen=True)

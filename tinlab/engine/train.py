@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch.distributed as tdist
 
-from ..errors import ConfigError, RunFolderError, TrainingFailed
+from ..errors import ConfigError, RunFolderError, TrainingFailed, UserError
 from ..utils.io import atomic_write_text, write_json
 from ..utils.provenance import code_version, provenance
 from .callbacks import OffsetMonitor, ProgressBar, TensorBoard
-from .checkpoint import CHECKPOINT_FORMAT, CheckpointSaver, RunFolder, load_file
+from .checkpoint import CheckpointSaver, RunFolder, load_file
 from .config import Config, config_hash, config_to_dict, dump_config, load_config
 from .loop import Trainer
 from .runtime import DistInfo, init_distributed, resolve_device
@@ -34,25 +35,41 @@ from .runtime import DistInfo, init_distributed, resolve_device
 __all__ = ["train"]
 
 
-def _broadcast(value: Any, dist: DistInfo) -> Any:
-    """Rank 0's ``value`` on every rank."""
-    if not dist.enabled:
-        return value
-    box = [value]
-    tdist.broadcast_object_list(box)
-    return box[0]
+def _on_main(dist: DistInfo, fn: Callable[[], Any]) -> Any:
+    """``fn()`` run on rank 0; its result, or the user error it raised, on every rank (a failure of
+    rank 0 alone would leave the other ranks waiting in the next collective)."""
+    result, error = None, None
+    if dist.is_main:
+        try:
+            result = fn()
+        except UserError as e:
+            error = e
+    if dist.enabled:
+        box = [(result, None if error is None else (type(error), str(error)))]
+        tdist.broadcast_object_list(box)
+        result, raised = box[0]
+        if raised is not None and error is None:
+            error = raised[0](raised[1])
+    if error is not None:
+        raise error
+    return result
 
 
 def _resume(trainer: Trainer, folder: RunFolder, digest: str) -> tuple[int, list, dict | None, list[str]]:
     """(start epoch, history, best, code versions so far) from the folder's checkpoint, or a fresh start."""
-    if not folder.checkpoint.exists():
+    if not _on_main(trainer.dist, folder.checkpoint.exists):
         return 0, [], None, []
-    state = load_file(folder.checkpoint, trainer.device)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise RunFolderError(f"{folder.checkpoint} has checkpoint format {state.get('format')}, this tinlab writes "
-                             f"{CHECKPOINT_FORMAT}; retrain with --force")
+    if not folder.checkpoint.exists():  # rank 0 sees it, this rank does not: no shared filesystem
+        raise RunFolderError(f"rank {trainer.dist.rank}: no {folder.checkpoint} to resume from; the processes "
+                             f"of one run need a shared filesystem")
+    state = folder.checkpoint_state()
     trainer.load_state_dict(state)
-    return state["epoch"], state["history"], state["best"], list(state.get("code_versions", []))
+    best = state["best"]
+    if folder.best.exists():  # killed between the two saves: model_best.pt is the truth about its weights
+        recorded = load_file(folder.best)
+        if recorded.get("epoch", -1) > best["epoch"] and "top1" in recorded:
+            best = {"top1": recorded["top1"], "epoch": recorded["epoch"]}
+    return state["epoch"], state["history"], best, list(state.get("code_versions", []))
 
 
 def _summary(cfg: Config, digest: str, result: dict[str, Any], trainer: Trainer, wall: float,
@@ -62,6 +79,7 @@ def _summary(cfg: Config, digest: str, result: dict[str, Any], trainer: Trainer,
             "train_clips_per_s": sum(h["train"]["clips_per_s"] for h in history) / max(len(history), 1),
             "wall_seconds_this_invocation": wall, "world_size": trainer.dist.world_size, "history": history,
             "provenance": {**provenance(config_to_dict(cfg), trainer.device), "seed": cfg.run.seed,
+                           "amp": str(trainer.amp).replace("torch.", "") if trainer.amp else "off",
                            "code_versions": code_versions}}
 
 
@@ -81,10 +99,13 @@ def train(cfg: Config, out: str | Path, *, force: bool = False, quiet: bool = Tr
     """
     folder, digest, wall = RunFolder(out), config_hash(cfg), time.perf_counter()
     dist = init_distributed(resolve_device(cfg.run.device).type)
-    with folder.lock() if dist.is_main else nullcontext():
-        if dist.is_main:
+    with ExitStack() as held:
+        def claim() -> dict[str, Any] | None:  # rank 0 holds the folder for the whole run
+            held.enter_context(folder.lock())
             folder.remove_orphans()
-        done = _broadcast(folder.check_config(digest, force, restart_if_changed) if dist.is_main else None, dist)
+            return folder.check_config(digest, force, restart_if_changed)
+
+        done = _on_main(dist, claim)
         if done is not None:
             if dist.is_main and not quiet:
                 print(f"tinlab train: {out} is complete (config {digest}); nothing to do (--force retrains)")
@@ -114,6 +135,10 @@ def _start(cfg: Config, folder: RunFolder, digest: str, dist: DistInfo, quiet: b
     if dist.is_main:
         atomic_write_text(folder.config, dump_config(cfg))
         folder.failed.unlink(missing_ok=True)
+        if cfg.optim.bn != "train" and not cfg.model.pretrained and not start:
+            print(f"tinlab train: warning: optim.bn = {cfg.optim.bn!r} freezes BatchNorm at its initialisation "
+                  f"(identity) because model.pretrained is not set; the paper recipe assumes an ImageNet or "
+                  f"Kinetics trunk (set model.pretrained, or optim.bn: train from scratch)", file=sys.stderr)
         if start:
             print(f"tinlab train: resuming {folder.path} after epoch {start}", flush=True)
     return trainer, saver, start, history, best

@@ -19,10 +19,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -73,12 +73,15 @@ def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int, warmup:
     for r in range(warmup + rounds):
         for name, fn in fns.items():
             if device.type == "cuda":
+                # The events go on the timed device's own stream (the current device may be another GPU).
+                stream = torch.cuda.current_stream(device)
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 _synchronize(device)
-                start.record()
-                for _ in range(inner):
-                    fn()
-                end.record()
+                start.record(stream)
+                with torch.cuda.device(device):
+                    for _ in range(inner):
+                        fn()
+                end.record(stream)
                 end.synchronize()
                 elapsed = start.elapsed_time(end) / 1e3
             else:
@@ -123,12 +126,36 @@ def latency(model: nn.Module, clip: torch.Tensor, *, rounds: int = 10, warmup: i
     return summarize(interleaved_times({"model": step}, rounds, warmup, clip.device)["model"])
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": None}
+
+
+def amp_of(s: Setting, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a setting times under: on a GPU the policy of training and evaluation
+    (:func:`tinlab.engine.runtime.amp_dtype`: bfloat16 where supported, else float16 with a warning;
+    ``auto`` = that policy); on the CPU what was asked (float32: none)."""
+    from ..engine.runtime import amp_dtype
+
+    if s.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {s.dtype!r}")
+    if device.type == "cuda":
+        return amp_dtype(device, True, DTYPES[s.dtype])
+    return None if s.dtype in ("float32", "auto") else DTYPES[s.dtype]
+
+
 def _autocast(s: Setting, device: torch.device):
-    if s.dtype == "bfloat16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if s.dtype != "float32":
-        raise ValueError(f"dtype must be float32 or bfloat16, got {s.dtype!r}")
-    return nullcontext()
+    amp = amp_of(s, device)
+    return torch.autocast(device.type, dtype=amp) if amp is not None else nullcontext()
+
+
+@contextmanager
+def cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """cuDNN autotuning for the block (fixed shapes: timing after warm-up), the flag restored after."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled or before
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def model_candidates(s: Setting, models: list[str], modes: list[str]) -> tuple[dict, dict]:
@@ -192,7 +219,9 @@ def _rows(kind: str, times: dict, s: Setting, extra: dict[str, Any]) -> list[dic
     from ..utils.provenance import device_name
 
     setting = {k: v for k, v in asdict(s).items() if k not in ("model_kwargs", "rounds", "warmup")}
-    common = {**setting, "device_name": device_name(s.device), "torch": torch.__version__}
+    amp = amp_of(s, torch.device(s.device))
+    common = {**setting, "amp": str(amp).replace("torch.", "") if amp else "off", "device_name": device_name(s.device),
+              "torch": torch.__version__}
     rows = []
     for (name, mode), samples in times.items():
         stats = summarize(samples)
@@ -215,8 +244,12 @@ def run_latency(s: Setting, models: list[str], ops: list[str], modes: list[str],
     import pandas as pd
 
     torch.set_num_threads(s.threads)
-    if s.device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
+    with cudnn_benchmark(s.device.startswith("cuda")):
+        return pd.DataFrame(_measure(s, models, ops, modes, op_channels, op_size, trace_dir))
+
+
+def _measure(s: Setting, models: list[str], ops: list[str], modes: list[str], op_channels: int, op_size: int,
+             trace_dir: str | None) -> list[dict[str, Any]]:
     rows = []
     if models:
         fns, built = model_candidates(s, models, modes)
@@ -234,7 +267,7 @@ def run_latency(s: Setting, models: list[str], ops: list[str], modes: list[str],
         fns = op_candidates(s, ops, op_channels, op_size, modes)
         rows += _rows("op", interleaved_times(fns, s.rounds, s.warmup, s.device, inner=3), s,
                       {"op_channels": op_channels, "op_size": op_size})
-    return pd.DataFrame(rows)
+    return rows
 
 
 def record_trace(model: nn.Module, s: Setting, out_dir: Path) -> Path:
@@ -265,7 +298,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ops", nargs="*", default=op_names(), choices=op_names())
     parser.add_argument("--modes", nargs="+", default=["infer", "train"], choices=["infer", "train"])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
+                        help="autocast dtype (auto: training's policy, bfloat16 where the GPU has it, else float16)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--frames", type=int, nargs="+", default=[8], help="one table per value, concatenated")

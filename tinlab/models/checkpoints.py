@@ -267,6 +267,8 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
     path = Path(path)
     state, rest = _state_dict_of(load_tensors(path), path)
     fmt = detect_format(state, str(path))
+    if isinstance(rest.get("arch"), dict):  # a tinlab file says which network it holds: hold the model to it
+        _same_network(rest["arch"], model, path)
     model.load_state_dict(import_state(model, state, fmt, str(path)))
     return {"file": str(path), "format": fmt, "tensors": len(state), "epoch": rest.get("epoch"),
             "config_hash": rest.get("config_hash"), "code_versions": rest.get("code_versions")}
@@ -300,11 +302,24 @@ def infer_architecture(state: dict[str, Tensor], fmt: str) -> dict[str, Any]:
 
 
 def architecture_of(model: nn.Module) -> dict[str, Any]:
-    """create_model arguments that rebuild ``model`` (kept in tinlab-format files written by save_as)."""
+    """create_model arguments that rebuild ``model`` (kept in tinlab-format files written by save_as);
+    ``options`` are the module's effective options (its defaults with what was asked)."""
+    from ..registry import get_module
+
     b = model.backbone
     return {"name": model.name, "backbone": b.arch, "width_mult": b.width_mult, "small_stem": b.small_stem,
             "num_classes": model.num_classes, "num_segments": model.num_segments,
-            "options": dict(getattr(model, "options", {}))}
+            "options": {**get_module(model.name).defaults, **getattr(model, "options", {})}}
+
+
+def _same_network(recorded: dict[str, Any], model: nn.Module, path: Path) -> None:
+    """A tinlab file's recorded network against the model: the same module and options (weights of a
+    TSN fit a TSM, and TIN's of one boundary the other's, but they are other networks)."""
+    own = architecture_of(model)
+    differ = {k: (recorded.get(k), own[k]) for k in ("name", "options", "small_stem") if recorded.get(k) != own[k]}
+    if differ:
+        detail = "; ".join(f"{k}: file {a!r}, model {b!r}" for k, (a, b) in differ.items())
+        raise CheckpointError(f"{path} (format tinlab) holds another network: {detail}")
 
 
 def save_as(model: nn.Module, path: str | Path, fmt: str = "tinlab", **meta: Any) -> Path:

@@ -26,6 +26,7 @@ Two implementations share this definition:
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -93,6 +94,15 @@ def interlace_coefficients(offsets: Tensor, weights: Tensor | None, num_segments
 @torch.library.custom_op("tinlab::interlace_frames", mutates_args=())
 def interlace_frames(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tensor) -> Tensor:
     """``y[n, t, r] = a0 * x[n, src0, r] + a1 * x[n, src1, r]`` for rows r < G, ``x[n, t, r]`` above."""
+    return _forward(x, src0, src1, a0, a1)
+
+
+def _forward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tensor) -> Tensor:
+    """The interlacing with given coefficients: the C kernel on CPU, Triton on CUDA, else PyTorch."""
+    if x.device.type == "cuda" and _triton_supports(x):
+        from .triton_kernels import interlace_forward
+
+        return interlace_forward(x, src0, src1, a0, a1)
     lib = _cpu_kernels(x, src0, src1, a0, a1)
     if lib is None:
         return _interlace_frames_torch(x, src0, src1, a0, a1)
@@ -104,6 +114,16 @@ def interlace_frames(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tens
     fn(x.data_ptr(), src0.data_ptr(), src1.data_ptr(), a0.data_ptr(), a1.data_ptr(), y.data_ptr(),
        n, t, r, src0.shape[2], l, torch.get_num_threads())
     return y
+
+
+def _triton_supports(x: Tensor) -> bool:
+    """The Triton kernels take float32 / bfloat16 / float16 (fp32 accumulation) when Triton is installed;
+    float64 and anything else take the PyTorch path."""
+    if x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return False
+    from .triton_kernels import available
+
+    return available()
 
 
 def _cpu_kernels(x: Tensor, *others: Tensor):
@@ -165,7 +185,7 @@ def _interlace_frames_setup(ctx, inputs, output):
 def _interlace_frames_backward(ctx, grad):
     x, src0, src1, a0, a1 = ctx.saved_tensors
     need_x, need_a0, need_a1 = ctx.needs_input_grad[0], ctx.needs_input_grad[3], ctx.needs_input_grad[4]
-    grad_x, grad_a0, grad_a1 = interlace_frames_backward(x, src0, src1, a0, a1, grad.contiguous(),
+    grad_x, grad_a0, grad_a1 = interlace_frames_backward(x, src0, src1, a0, a1, _dense(grad, x),
                                                          need_x, need_a0, need_a1)
     return (grad_x if need_x else None), None, None, (grad_a0 if need_a0 else None), \
         (grad_a1 if need_a1 else None)
@@ -176,6 +196,15 @@ def interlace_frames_backward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor,
                               need_x: bool, need_a0: bool, need_a1: bool
                               ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients w.r.t. x, a0, a1 of :func:`interlace_frames` (empty tensors where not needed)."""
+    return _backward(x, src0, src1, a0, a1, grad, need_x, need_a0, need_a1)
+
+
+def _backward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tensor, grad: Tensor, need_x: bool,
+              need_a0: bool, need_a1: bool) -> tuple[Tensor, Tensor, Tensor]:
+    if x.device.type == "cuda" and _triton_supports(x):
+        from .triton_kernels import interlace_backward
+
+        return interlace_backward(x, src0, src1, a0, a1, grad, need_x, need_a0, need_a1)
     lib = _cpu_kernels(x, src0, src1, a0, a1, grad)
     if lib is None:
         return _interlace_frames_backward_torch(x, src0, src1, a0, a1, grad, need_x, need_a0, need_a1)
@@ -225,6 +254,77 @@ def _interlace_frames_backward_torch(x, src0, src1, a0, a1, grad, need_x, need_a
 
 
 interlace_frames.register_autograd(_interlace_frames_backward, setup_context=_interlace_frames_setup)
+
+
+def _dense(grad: Tensor, like: Tensor) -> Tensor:
+    """``grad`` with the strides of ``like`` (the kernels read both with one set of strides)."""
+    return grad if grad.stride() == like.stride() else torch.empty_like(like).copy_(grad)
+
+
+# --- tinlab::tin_interlace: TIN's whole aggregation in one op ---------------------------------------
+#
+# From OffsetNet's and WeightNet's pre-activations: offsets o = 2 r (sigmoid(z) - 1/2), frame weights
+# w = 2 sigmoid(v), reverse groups (-o, same w), the interpolation coefficients, and the interlacing of
+# the leading rows. In eager mode a TIN block then issues about 10 dispatched ops instead of ~50 (the
+# coefficient arithmetic on tiny tensors was 30 of them, each a kernel launch on a GPU).
+
+def tin_coefficients(z: Tensor, v: Tensor | None, num_segments: int, offset_range: float, reverse: bool,
+                     boundary: str, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(src0, src1, a0, a1) of TIN's interlacing from the nets' pre-activations z (N, G), v (N, G, T)."""
+    offsets = 2 * offset_range * (torch.sigmoid(z) - 0.5)
+    weights = 2 * torch.sigmoid(v).transpose(1, 2) if v is not None else None
+    if reverse:
+        offsets = torch.cat([offsets, -offsets], 1)
+        weights = torch.cat([weights, weights], 2) if weights is not None else None
+    src0, src1, a0, a1 = interlace_coefficients(offsets, weights, num_segments, boundary, dtype)
+    return src0.contiguous(), src1.contiguous(), a0.contiguous(), a1.contiguous()
+
+
+@torch.library.custom_op("tinlab::tin_interlace", mutates_args=())
+def tin_interlace(rows: Tensor, z: Tensor, v: Optional[Tensor], offset_range: float, reverse: bool,
+                  boundary: str) -> Tensor:
+    """TIN's aggregation of ``rows`` (N, T, R, ...) (rows r < G' interlaced, G' = G or 2G with reverse
+    groups; the rest copied) from OffsetNet's and WeightNet's pre-activations: :func:`tin_coefficients`
+    then :func:`interlace_frames`, in one op."""
+    if rows.device.type == "cuda" and _triton_supports(rows):
+        from .triton_kernels import tin_forward
+
+        return tin_forward(rows, z, v, offset_range, reverse, boundary)
+    coefficients = tin_coefficients(z, v, rows.shape[1], offset_range, reverse, boundary, rows.dtype)
+    return _forward(rows, *coefficients)
+
+
+@tin_interlace.register_fake
+def _tin_interlace_fake(rows, z, v, offset_range, reverse, boundary):
+    return torch.empty_like(rows)
+
+
+def _tin_interlace_setup(ctx, inputs, output):
+    rows, z, v, offset_range, reverse, boundary = inputs
+    ctx.save_for_backward(rows, z, v)
+    ctx.options = (offset_range, reverse, boundary)
+
+
+def _tin_interlace_backward(ctx, grad):
+    rows, z, v = ctx.saved_tensors
+    need_x, need_z, need_v = ctx.needs_input_grad[:3]
+    with torch.enable_grad():  # the small coefficient graph: autograd differentiates it
+        zc = z.detach().requires_grad_(need_z)
+        vc = v.detach().requires_grad_(need_v) if v is not None else None
+        src0, src1, a0, a1 = tin_coefficients(zc, vc, rows.shape[1], *ctx.options, rows.dtype)
+    need_a = need_z or need_v
+    grad_x, grad_a0, grad_a1 = interlace_frames_backward(rows, src0, src1, a0.detach(), a1.detach(),
+                                                         _dense(grad, rows), need_x, need_a, need_a)
+    grad_z = grad_v = None
+    if need_a:
+        wrt = [t for t, need in ((zc, need_z), (vc, need_v)) if need]
+        grads = iter(torch.autograd.grad([a0, a1], wrt, [grad_a0, grad_a1]))
+        grad_z = next(grads) if need_z else None
+        grad_v = next(grads) if need_v else None
+    return (grad_x if need_x else None), grad_z, grad_v, None, None, None
+
+
+tin_interlace.register_autograd(_tin_interlace_backward, setup_context=_tin_interlace_setup)
 
 
 def interlace_rows(x: Tensor, offsets: Tensor, weights: Tensor | None, boundary: str) -> Tensor:

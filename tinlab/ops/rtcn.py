@@ -69,6 +69,7 @@ class RegularizedTCN(TemporalInterlace):
     """TIN with its aggregation done by :func:`rtcn`: same OffsetNet/WeightNet, same parameter names
     (a ``tin`` state_dict loads into it), kernel radius ``ceil(offset_range)``."""
 
-    def interlaced(self, rows: Tensor, offsets: Tensor, weights: Tensor | None) -> Tensor:
+    def aggregate(self, rows: Tensor, z: Tensor, v: Tensor | None) -> Tensor:
+        offsets, weights = self._offsets_and_weights(z, v)
         radius = math.ceil(self.offset_range)
         return self.aggregate_fold(rows, lambda fold: rtcn(fold, offsets, weights, self.boundary, radius=radius))

@@ -4,17 +4,22 @@ Applied to the input of conv1 in the residual branch of every block (see ``tinla
 
 1. ``fold = C // shift_div`` leading channels are interlaced, the rest pass unchanged.
 2. Descriptor: spatial mean of those channels, (N, fold, T) (paper Eq. 1).
-3. OffsetNet (Eq. 2): Conv1d(fold -> 1, k=3) -> Linear(T, T) -> ReLU -> Linear(T, G) -> offsets
+3. OffsetNet (Eq. 2): Conv1d(fold -> 1, k=3) -> Linear(T, T) -> ReLU -> Linear(T, G) -> z, offsets
    ``o = 2 * offset_range * (sigmoid(z) - 0.5)`` in (-offset_range, offset_range); the last bias starts
    at ``logit(0.5 + 0.25 / offset_range)`` (0.5108 for the official range 2), i.e. offsets near +0.5.
-4. WeightNet: Conv1d(fold -> G, k=3), ``w = 2 * sigmoid(.)`` in (0, 2); bias 0 so w starts at 1.
+4. WeightNet: Conv1d(fold -> G, k=3) -> v, ``w = 2 * sigmoid(v)`` in (0, 2); bias 0 so w starts at 1.
 5. Reverse offsets (default): groups (o_1..o_G, -o_1..-o_G) over 2G equal channel groups of the fold;
    the reverse groups reuse the weights of their twins.
 6. Fractional shift with linear interpolation and temporal attention: :func:`tinlab.ops.interlace`.
 
-Unlike the official code, nothing is copied to the host in the forward pass (no debug buffers). To
-read the offsets and weights, hook ``offset_net`` / ``weight_net`` (their outputs are the offsets
-(N, G) and weights (N, T, G) before the reverse groups): :class:`tinlab.engine.callbacks.InterlaceProbe`.
+Steps 3-6 after the nets' layers run as ONE custom op, ``tinlab::tin_interlace``
+(:mod:`tinlab.ops.interlacing`), from the nets' pre-activations: a TIN block issues about 10 dispatched
+ops in eager mode (TSM: 3), not ~50. Unlike the official code, nothing is copied to the host in the
+forward pass (no debug buffers). To read the offsets and weights, hook ``offset_net`` / ``weight_net``:
+their outputs are the pre-activations z (N, G) and v (N, G, T), and their ``to_offsets`` /
+``to_weights`` give the offsets (N, G) and weights (N, T, G) before the reverse groups
+(:class:`tinlab.engine.callbacks.InterlaceProbe`). The input keeps its memory format (channels_last
+included): nothing is made contiguous.
 """
 from __future__ import annotations
 
@@ -23,18 +28,19 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .interlacing import BOUNDARIES, interlace_rows
+from .interlacing import BOUNDARIES, tin_interlace
 
 
 @torch.library.custom_op("tinlab::leading_row_mean", mutates_args=())
 def leading_row_mean(x: Tensor, rows: int) -> Tensor:
-    """x (N, T, R, Cg, H*W): spatial mean of every channel of the first ``rows`` rows -> (N, T, rows*Cg)."""
-    return x[:, :, :rows].mean(-1).flatten(2)
+    """x (N, T, R, Cg, H*W): spatial mean of every channel of the first ``rows`` rows, channels first as
+    the nets' Conv1d reads it -> (N, rows*Cg, T)."""
+    return x[:, :, :rows].mean(-1).flatten(2).transpose(1, 2).contiguous()
 
 
 @leading_row_mean.register_fake
 def _leading_row_mean_fake(x, rows):
-    return x.new_empty(x.shape[0], x.shape[1], rows * x.shape[3])
+    return x.new_empty(x.shape[0], rows * x.shape[3], x.shape[1])
 
 
 def _leading_row_mean_setup(ctx, inputs, output):
@@ -46,7 +52,7 @@ def _leading_row_mean_backward(ctx, grad):
     # into the interlace gradient of the same tensor, with no full-size zero tensor and no reshape copy.
     n, t, r, cg, hw = ctx.shape
     small = grad.new_zeros(n, t, r, cg, 1)
-    small[:, :, :ctx.rows, :, 0] = grad.view(n, t, ctx.rows, cg) / hw
+    small[:, :, :ctx.rows, :, 0] = grad.transpose(1, 2).reshape(n, t, ctx.rows, cg) / hw
     return small.expand(n, t, r, cg, hw), None
 
 
@@ -59,18 +65,31 @@ def _shape(value) -> list[int]:
     return get_shape(value)
 
 
-# fvcore handles for TIN's custom ops (tinlab.measure.flops; declared with the registration, also for
+# fvcore handles for TIN's custom ops (tinlab.measure.cost; declared with the registration, also for
 # r-TCN, which shares the descriptor): the descriptor is a mean, 1 per input element averaged; the
 # interlacing is a0 * x0 + a1 * x1 per interlaced element, the frame weight folded into a0 / a1: 2.
+def _tin_interlace_flops(inputs, outputs) -> int:
+    """What tinlab::tin_interlace computes (its decomposition, tin_coefficients + the blend): one multiply
+    per offset and per frame weight (the scalings), per coefficient the boundary mask (zero fill) and the
+    weight (attention), and 2 per interlaced element."""
+    n, t, r, cg, *spatial = _shape(inputs[0])
+    g = _shape(inputs[1])[1]
+    weights = _shape(inputs[2]) is not None
+    rows = n * t * g * (2 if inputs[4].toIValue() else 1)
+    masks = 2 * rows if inputs[5].toIValue() == "zero" else 0
+    return n * g + (n * g * t + 2 * rows if weights else 0) + masks + 2 * rows * cg * math.prod(spatial)
+
+
 FLOP_HANDLES = {
     "tinlab::leading_row_mean": lambda inputs, outputs: math.prod(_shape(outputs[0])) * _shape(inputs[0])[-1],
     "tinlab::interlace_frames": lambda inputs, outputs: 2 * math.prod(_shape(inputs[1])) * math.prod(
         _shape(inputs[0])[3:]),
+    "tinlab::tin_interlace": _tin_interlace_flops,
 }
 
 
 class OffsetNet(nn.Module):
-    """Per-video offsets (N, groups) from the (N, fold, T) descriptor."""
+    """Per-video offsets (N, groups) from the (N, fold, T) descriptor (forward: their pre-activation)."""
 
     def __init__(self, fold: int, num_segments: int, groups: int, offset_range: float = 2.0) -> None:
         super().__init__()
@@ -84,12 +103,16 @@ class OffsetNet(nn.Module):
                                                   / (0.5 - 0.25 / self.offset_range)))
 
     def forward(self, descriptor: Tensor) -> Tensor:
-        z = self.fc2(self.relu(self.fc1(self.conv(descriptor).squeeze(1))))
+        """The pre-activation z (N, groups); :meth:`to_offsets` maps it to the offsets."""
+        return self.fc2(self.relu(self.fc1(self.conv(descriptor).squeeze(1))))
+
+    def to_offsets(self, z: Tensor) -> Tensor:
         return 2 * self.offset_range * (torch.sigmoid(z) - 0.5)
 
 
 class WeightNet(nn.Module):
-    """Per-frame weights (N, T, groups) in (0, 2) from the (N, fold, T) descriptor."""
+    """Per-frame weights (N, T, groups) in (0, 2) from the (N, fold, T) descriptor (forward: their
+    pre-activation (N, groups, T))."""
 
     def __init__(self, fold: int, groups: int) -> None:
         super().__init__()
@@ -97,7 +120,11 @@ class WeightNet(nn.Module):
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, descriptor: Tensor) -> Tensor:
-        return 2 * torch.sigmoid(self.conv(descriptor)).transpose(1, 2)
+        return self.conv(descriptor)
+
+    @staticmethod
+    def to_weights(v: Tensor) -> Tensor:
+        return 2 * torch.sigmoid(v).transpose(1, 2)
 
 
 class TemporalInterlace(nn.Module):
@@ -154,36 +181,45 @@ class TemporalInterlace(nn.Module):
 
     def offsets_and_weights(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Offsets (N, channel groups) and weights (N, T, channel groups) or None, reverse groups
-        included, from the (N*T, C, H, W) input."""
-        return self._offsets_and_weights(self._rows(x))
+        included, from the (N*T, C, H, W) input (for analysis and r-TCN; TIN's forward fuses them)."""
+        return self._offsets_and_weights(*self._nets(self._rows(x)))
 
     def _rows(self, x: Tensor) -> Tensor:
-        """x as (N, T, R, Cg, H*W): row g < 2G of a frame is channel group g of the fold (Cg channels)."""
+        """x as (N, T, R, Cg, H*W): row g < 2G of a frame is channel group g of the fold (Cg channels). A
+        view in either memory format (contiguous or channels_last); other layouts are made contiguous."""
         nt, c = x.shape[:2]
         if x.dim() != 4 or c != self.channels or nt % self.num_segments:
             raise ValueError(f"{type(self).__name__} expects (N*T, {self.channels}, H, W) with T = "
                              f"{self.num_segments} dividing the first dimension, got {tuple(x.shape)}")
         cg = self.fold // self.num_channel_groups
-        return x.contiguous().view(nt // self.num_segments, self.num_segments, c // cg, cg, -1)
+        shape = (nt // self.num_segments, self.num_segments, c // cg, cg, -1)
+        try:
+            return x.view(shape)
+        except RuntimeError:  # not viewable (e.g. a slice): one copy
+            return x.contiguous().view(shape)
 
-    def _offsets_and_weights(self, rows: Tensor) -> tuple[Tensor, Tensor | None]:
-        # Per-channel spatial mean of the fold (the first num_channel_groups rows): (N, fold, T).
-        descriptor = leading_row_mean(rows, self.num_channel_groups).transpose(1, 2).contiguous()
-        offsets = self.offset_net(descriptor)
-        weights = self.weight_net(descriptor) if self.weight_net is not None else None
+    def _nets(self, rows: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The nets' pre-activations z (N, G) and v (N, G, T) or None, from the fold's descriptor."""
+        descriptor = leading_row_mean(rows, self.num_channel_groups)  # (N, fold, T): the per-channel spatial mean
+        return self.offset_net(descriptor), self.weight_net(descriptor) if self.weight_net is not None else None
+
+    def _offsets_and_weights(self, z: Tensor, v: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        offsets = self.offset_net.to_offsets(z)
+        weights = self.weight_net.to_weights(v) if v is not None else None
         if self.reverse:
             offsets = torch.cat([offsets, -offsets], 1)
             if weights is not None:
                 weights = torch.cat([weights, weights], 2)
         return offsets, weights
 
-    def interlaced(self, rows: Tensor, offsets: Tensor, weights: Tensor | None) -> Tensor:
-        """The whole output, shaped like ``rows`` (N, T, R, Cg, H*W): the fold interlaced, the rest copied."""
-        return interlace_rows(rows, offsets, weights, self.boundary)
+    def aggregate(self, rows: Tensor, z: Tensor, v: Tensor | None) -> Tensor:
+        """The whole output, shaped like ``rows`` (N, T, R, Cg, H*W): the fold interlaced, the rest copied;
+        TIN's one fused op (r-TCN and the benchmarks' naive gather override this)."""
+        return tin_interlace(rows, z, v, self.offset_range, self.reverse, self.boundary)
 
     def aggregate_fold(self, rows: Tensor, fn) -> Tensor:
-        """Like :meth:`interlaced`, with the fold aggregated by ``fn`` on (N, T, fold, H*W, 1) instead of the
-        fused op (r-TCN's convolution, the naive gather of the benchmarks); the other channels copied."""
+        """The fold aggregated by ``fn`` on (N, T, fold, H*W, 1) instead of the fused op (r-TCN's
+        convolution, the naive gather of the benchmarks); the other channels copied."""
         n, t = rows.shape[:2]
         x5 = rows.reshape(n, t, self.channels, -1)
         y = fn(x5[:, :, :self.fold].unsqueeze(-1)).squeeze(-1)
@@ -191,5 +227,4 @@ class TemporalInterlace(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         rows = self._rows(x)  # ONE tensor feeds both consumers: their gradients meet before any reshape
-        offsets, weights = self._offsets_and_weights(rows)
-        return self.interlaced(rows, offsets, weights).view_as(x)
+        return self.aggregate(rows, *self._nets(rows)).view_as(x)

@@ -19,7 +19,13 @@ def _shift(out: Tensor, x: Tensor, lo: int, hi: int, step: int) -> None:
 def temporal_shift(x: Tensor, fold: int, direction: int) -> Tensor:
     """TSM on a clip (N, T, C, ...): channels [0, fold) read frame t + direction, [fold, 2 fold) read
     frame t - direction, zero where that frame does not exist; the rest is copied. One pass over the
-    output; direction -1 is the adjoint (the backward pass) of direction +1."""
+    output; direction -1 is the adjoint (the backward pass) of direction +1. Any dense layout (the
+    output has the input's strides: channels_last stays channels_last); on CUDA a Triton kernel."""
+    if x.device.type == "cuda" and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
+        from .triton_kernels import available, shift_forward
+
+        if available():
+            return shift_forward(x, fold, direction)
     out = torch.empty_like(x)
     _shift(out, x, 0, fold, direction)
     _shift(out, x, fold, 2 * fold, -direction)
@@ -37,7 +43,7 @@ def _temporal_shift_setup(ctx, inputs, output):
 
 
 def _temporal_shift_backward(ctx, grad):
-    return temporal_shift(grad.contiguous(), ctx.fold, -ctx.direction), None, None
+    return temporal_shift(grad, ctx.fold, -ctx.direction), None, None
 
 
 temporal_shift.register_autograd(_temporal_shift_backward, setup_context=_temporal_shift_setup)
@@ -76,5 +82,9 @@ class TemporalShift(nn.Module):
         if x.dim() != 4 or c != self.channels or nt % self.num_segments:
             raise ValueError(f"TemporalShift expects (N*T, {self.channels}, H, W) with T = "
                              f"{self.num_segments} dividing the first dimension, got {tuple(x.shape)}")
-        x5 = x.contiguous().view(nt // self.num_segments, self.num_segments, c, *x.shape[2:])
+        shape = (nt // self.num_segments, self.num_segments, c, *x.shape[2:])
+        try:
+            x5 = x.view(shape)  # contiguous or channels_last: a view, no copy
+        except RuntimeError:
+            x5 = x.contiguous().view(shape)
         return temporal_shift(x5, self.fold, 1).view_as(x)

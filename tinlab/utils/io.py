@@ -40,18 +40,20 @@ def current_umask() -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists (a name that is no pid counts as alive: kept)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's process: alive
+    except (PermissionError, OverflowError, ValueError):  # someone else's process, or no real pid
         return True
     return True
 
 
 def remove_orphans(folder: str | Path, name: str | None = None) -> list[Path]:
     """Remove the temporary files that killed writers left in ``folder`` (only those of ``name`` if
-    given); a temporary file of a process that is still running is kept. Returns what was removed."""
+    given); a temporary file of a process that is still running is kept. Returns what was removed.
+    Processes are those of this host: two machines writing into one folder need their own run folders."""
     folder, removed = Path(folder), []
     if not folder.is_dir():
         return removed
@@ -122,8 +124,10 @@ def load_tensors(path: str | Path, map_location: Any = "cpu") -> Any:
         lines = [line.strip() for line in str(e).splitlines()]
         detail = next((line for line in lines if "GLOBAL" in line or "global" in line), None)
         if detail is not None:  # an object the safe unpickler will not build
+            hint = (" (an MMAction2 training checkpoint keeps its message_hub: publish it first with MMAction2's "
+                    "tools/misc/publish_model.py, which keeps meta and state_dict)" if "mmengine" in detail else "")
             raise CheckpointError(f"{path}: refused: it holds pickled Python objects, which can run code when "
-                                  f"loaded ({detail[:200]}); tinlab loads tensors, numbers and strings only; "
+                                  f"loaded ({detail[:200]}){hint}; tinlab loads tensors, numbers and strings only; "
                                   f"{TRUST_HINT}") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
                               f"{' '.join(lines)[:300]}") from None

@@ -58,10 +58,12 @@ rule summary:
     shell: "python -m tinlab summary --tables {input.tables} --plots {input.plots} --title {params.title:q} --out {output} > {log} 2>&1"
 
 
-rule table1_published:
-    localrule: True
-    input: [f"{RUNS}/{v}/metrics.json" for v in VARIANTS if v.startswith("published-")]
-    output: "results/table1_published.csv"
-    log: "logs/table1_published.log"
-    conda: CONDA_ENV
-    shell: "python -m tinlab table --table published --metrics {input} --out {output} > {log} 2>&1"
+if PUBLISHED:
+
+    rule table1_published:
+        localrule: True
+        input: [f"{RUNS}/{v}/metrics.json" for v in VARIANTS if v.startswith("published-")]
+        output: "results/table1_published.csv"
+        log: "logs/table1_published.log"
+        conda: CONDA_ENV
+        shell: "python -m tinlab table --table published --metrics {input} --out {output} > {log} 2>&1"

@@ -1,0 +1,138 @@
+"""Triton kernels of TIN's interlacing, the CUDA implementations of ``tinlab::interlace_frames`` (given
+coefficients) and ``tinlab::tin_interlace`` (coefficients computed in the kernel from the nets'
+pre-activations), forward and backward, and of TSM's ``tinlab::temporal_shift`` (one pass; its
+backward is the opposite shift).
+
+* float32 / bfloat16 / float16 in and out, fp32 arithmetic and accumulation; float64 takes the
+  PyTorch path (see ``tinlab.ops.interlacing._triton_supports``).
+* Any dense layout: the kernels index ``x`` (N, T, R, Cg, L) through its strides and write the output
+  with the same strides (``torch.empty_like``), so channels_last in is channels_last out, no copy.
+* No atomics: the data gradient is computed by one program per (video, row, block of elements) that
+  holds the gradient of all T frames of its chain in registers and writes each once (the adjoint's
+  scatter-add is a sum over the T frames of the chain); the coefficient gradients by one program per
+  (video, frame, row), each reducing its own elements. Results are deterministic.
+
+Tested on CPU with ``TRITON_INTERPRET=1`` against the C kernel and the PyTorch path
+(tests/ops/test_triton_kernels.py); ``make gpu-check`` runs them on a GPU.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+BLOCK = 256
+
+
+@lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether Triton can be imported (``pip install tinlab[gpu]``; the test extra installs it too)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _kernels():
+    from . import _triton_interlace as k
+
+    return k.forward, k.backward_x, k.backward_coefficients
+
+
+def _layout(x: Tensor) -> tuple[int, int, int, int, int, tuple[int, ...], bool]:
+    """N, T, R, Cg, L, the 5 strides of x viewed as (N, T, R, Cg, L), and whether channels are innermost."""
+    n, t, r, cg = x.shape[:4]
+    spatial = x.shape[4:]
+    l = math.prod(spatial)
+    # The spatial dims must collapse into one strided dim (true of contiguous and channels_last layouts).
+    sl = x.stride(-1) if spatial else 1
+    strides = (x.stride(0), x.stride(1), x.stride(2), x.stride(3), sl)
+    return n, t, r, cg, l, strides, x.stride(3) < sl
+
+
+def _collapsible(x: Tensor) -> Tensor:
+    """x as (N, T, R, Cg, L) with one stride for L (a copy only if its spatial dims do not collapse)."""
+    flat = x.shape[:4] + (-1,)
+    try:
+        return x.view(flat)
+    except RuntimeError:
+        return x.contiguous().view(flat)
+
+
+def _launch_forward(x: Tensor, coefficients: tuple, fused: tuple | None) -> Tensor:
+    forward, _, _ = _kernels()
+    x5 = _collapsible(x)
+    y5 = torch.empty_like(x5)
+    n, t, r, cg, l, sx, inner = _layout(x5)
+    _, _, _, _, _, sy, _ = _layout(y5)
+    if fused is None:
+        s0, s1, a0, a1 = coefficients
+        gi, g, scale, z, v, reverse, weights, clamp = s0.shape[2], s0.shape[2], 0.0, a0, a0, False, False, False
+    else:
+        z, v, offset_range, reverse, clamp = fused
+        g = z.shape[1]
+        gi, scale, weights = g * (2 if reverse else 1), 2.0 * offset_range, v is not None
+        s0 = s1 = a0 = a1 = z
+        v = v.contiguous() if v is not None else z
+        z = z.contiguous()
+    grid = (n * t * r, -(-(cg * l) // BLOCK))
+    forward[grid](x5, y5, s0, s1, a0, a1, z, v, t, r, g, gi, cg, l, scale, *sx, *sy, FUSED=fused is not None,
+                  REVERSE=reverse, WEIGHTS=weights, CLAMP=clamp, CHANNELS_INNER=inner, BLOCK=BLOCK)
+    return y5.view(x.shape)
+
+
+def interlace_forward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tensor) -> Tensor:
+    """``tinlab::interlace_frames`` on CUDA (or on CPU tensors under TRITON_INTERPRET=1)."""
+    return _launch_forward(x, (src0.contiguous(), src1.contiguous(), a0.contiguous(), a1.contiguous()), None)
+
+
+def tin_forward(rows: Tensor, z: Tensor, v: Tensor | None, offset_range: float, reverse: bool,
+                boundary: str) -> Tensor:
+    """``tinlab::tin_interlace`` on CUDA: one launch, the coefficients computed in the kernel."""
+    return _launch_forward(rows, (), (z, v, offset_range, reverse, boundary == "clamp"))
+
+
+def interlace_backward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tensor, grad: Tensor,
+                       need_x: bool, need_a0: bool, need_a1: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of ``tinlab::interlace_frames`` w.r.t. x, a0, a1 (empty where not needed)."""
+    _, backward_x, backward_coefficients = _kernels()
+    x5, g5 = _collapsible(x), _collapsible(grad)
+    n, t, r, cg, l, sx, inner = _layout(x5)
+    _, _, _, _, _, sg, _ = _layout(g5)
+    src0, src1, a0, a1 = (v.contiguous() for v in (src0, src1, a0, a1))
+    gi = src0.shape[2]
+    grad_x, grad_a0, grad_a1 = x.new_empty(0), a0.new_empty(0), a1.new_empty(0)
+    if need_x:
+        gx5 = torch.empty_like(x5)
+        _, _, _, _, _, sgx, _ = _layout(gx5)
+        t_pad = max(16, 1 << (t - 1).bit_length())
+        backward_x[(n * r, -(-(cg * l) // BLOCK))](g5, gx5, src0, src1, a0, a1, t, r, gi, cg, l, *sg, *sgx,
+                                                   CHANNELS_INNER=inner, T_PAD=t_pad, BLOCK=BLOCK)
+        grad_x = gx5.view(x.shape)
+    if need_a0 or need_a1:
+        ga0 = torch.empty(a0.shape, dtype=torch.float32, device=x.device)
+        ga1 = torch.empty(a1.shape, dtype=torch.float32, device=x.device)
+        backward_coefficients[(n * t * gi,)](x5, g5, src0, src1, ga0, ga1, t, gi, cg, l, *sx, *sg,
+                                             CHANNELS_INNER=inner, BLOCK=BLOCK)
+        grad_a0 = ga0.to(a0.dtype) if need_a0 else grad_a0
+        grad_a1 = ga1.to(a1.dtype) if need_a1 else grad_a1
+    return grad_x, grad_a0, grad_a1
+
+
+def shift_forward(x: Tensor, fold: int, direction: int) -> Tensor:
+    """``tinlab::temporal_shift`` on CUDA: x (N, T, C, ...) in any dense layout, one launch."""
+    n, t, c = x.shape[:3]
+    try:
+        x4 = x.view(n, t, c, -1)
+    except RuntimeError:
+        x4 = x.contiguous().view(n, t, c, -1)
+    y4 = torch.empty_like(x4)
+    l = x4.shape[3]
+    from . import _triton_interlace as k
+
+    k.shift[(n * t, -(-(c * l) // BLOCK))](x4, y4, t, c, l, fold, direction, *x4.stride(), *y4.stride(),
+                                          CHANNELS_INNER=x4.stride(2) < x4.stride(3), BLOCK=BLOCK)
+    return y4.view(x.shape)
