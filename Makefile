@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake
 # The CPU build of torch; GPU users: `make TORCH_SPEC=torch ...` or install torch first (README).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: main all equivalence complexity test test-compile gpu-check bench-compare ratios clean-venv
+.PHONY: main all equivalence complexity test test-compile test-slurm gpu-check bench-compare ratios clean-venv
 
 # setup.py builds the fused TIN kernel (tinlab/ops/csrc/interlace.c) into the install: rebuild when it changes.
 $(VENV)/.installed: pyproject.toml setup.py tinlab/ops/csrc/interlace.c
@@ -47,6 +47,11 @@ test: $(VENV)/.installed
 # torch.compile (CPU inductor) of every model: no graph break, the same output (minutes).
 test-compile: $(VENV)/.installed
 	$(PY) -m pytest -m compile
+
+# The workflow on a real one-node SLURM cluster that tests/cluster/slurm.sh starts and stops (root; it
+# installs slurm-wlm and munge with apt where missing): smoke profile vs local run, scancel + resume (minutes).
+test-slurm: $(VENV)/.installed
+	$(PY) -m pytest -m slurm tests/cluster -s
 
 # On a machine with a CUDA GPU: the CUDA tests, op ratios, latency/throughput of the R50 models, a short
 # AMP training run of each model; results/reference/gpu/*.csv (README: "GPU").

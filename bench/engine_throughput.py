@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinlab.data import generate, set_epoch  # noqa: E402
+from tinlab.data import generate, normalize_clips, set_epoch  # noqa: E402
 from tinlab.engine.config import load_config  # noqa: E402
 from tinlab.engine.loop import Trainer  # noqa: E402
 from tinlab.utils.io import write_csv  # noqa: E402
@@ -39,7 +39,7 @@ def bare_epoch(trainer: Trainer, epoch: int, batches: list | None = None) -> tup
         set_epoch(trainer.train_loader, epoch)
     start, n = time.perf_counter(), 0
     for clips, labels in batches if batches is not None else trainer.train_loader:
-        loss = F.cross_entropy(model(clips), labels)
+        loss = F.cross_entropy(model(normalize_clips(clips)), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

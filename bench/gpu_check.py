@@ -7,7 +7,9 @@ On a machine with a CUDA GPU it runs, and writes into ``--out`` (each CSV with i
 2. ``op_ratios.csv``: TIN's interlacing against a device copy (bandwidth), TIN and TSM ops forward and
    forward+backward (ResNet-50 layer-2 tensor, interleaved rounds);
 3. ``models.csv``: TSN / TSM / TIN ResNet-50 at 8 frames, 224 px, bf16 autocast (the AMP policy),
-   channels_last: latency at batch 1 and throughput at batch 32, eager and ``torch.compile``d;
+   channels_last: latency at batch 1 and throughput at batch 32, eager and ``torch.compile``d, and the
+   training step (forward, backward, SGD step) at batch 8 and 8 / 16 frames, eager: its clips/s is
+   what sizes the data loader (README: "How many loader workers");
 4. ``training.csv``: a short AMP training run of every model on generated data (loss must fall, no
    non-finite step);
 5. ``traces/<model>/``: a torch.profiler trace per model.
@@ -97,13 +99,49 @@ def models(device: str, quick: bool, trace_dir: Path) -> pd.DataFrame:
                                       device)
             for name, samples in times.items():
                 st = summarize(samples)
-                rows.append({"model": name, "measure": what, "batch": batch, "compiled": compiled,
+                rows.append({"model": name, "measure": what, "batch": batch, "frames": 8, "compiled": compiled,
                              "median_ms": st["median_ms"], "clips_per_s": batch / (st["median_ms"] / 1e3),
                              "dtype": dtype, "channels_last": s.channels_last, **scale})
             if not compiled and batch == 1:
                 for name, model in built.items():
                     record_trace(model, s, trace_dir / name)
+    rows += training_steps(device, quick, dtype, scale)
     return pd.DataFrame(rows)
+
+
+def training_steps(device: str, quick: bool, dtype: str, scale: dict) -> list[dict]:
+    """Clips/s of a training step (forward, backward, SGD step, AMP policy) per model and frame count."""
+    from tinlab.engine.runtime import amp_dtype, autocast
+
+    rows = []
+    batch = 2 if quick else 8
+    amp = amp_dtype(torch.device(device)) if dtype == "auto" else None
+    for frames in (8,) if quick else (8, 16):
+        steps = {}
+        for name in ("tsn", "tsm", "tin"):
+            torch.manual_seed(0)
+            model = tinlab.create_model(name, backbone=scale["backbone"], num_classes=174, num_segments=frames,
+                                        width_mult=scale.get("width_mult", 1.0)).to(device).train()
+            if device.startswith("cuda"):
+                model = model.to(memory_format=torch.channels_last)
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+            clip = torch.randn(batch, frames, 3, scale["size"], scale["size"], device=device)
+            labels = torch.zeros(batch, dtype=torch.long, device=device)
+
+            def step(model=model, opt=opt, clip=clip, labels=labels):
+                with autocast(torch.device(device), amp):
+                    loss = torch.nn.functional.cross_entropy(model(clip).float(), labels)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            steps[name] = step
+        times = interleaved_times(steps, 2 if quick else 10, 1 if quick else 3, device)
+        for name, samples in times.items():
+            ms = summarize(samples)["median_ms"]
+            rows.append({"model": name, "measure": "train", "batch": batch, "frames": frames, "compiled": False,
+                         "median_ms": ms, "clips_per_s": batch / (ms / 1e3), "dtype": str(amp or "float32"),
+                         "channels_last": device.startswith("cuda"), **scale})
+    return rows
 
 
 def training(device: str, quick: bool) -> pd.DataFrame:

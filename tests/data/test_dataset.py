@@ -107,7 +107,7 @@ def test_train_sampling_stays_in_segments_and_reaches_every_frame() -> None:
 def test_clip_shapes_and_dtypes(motion_root: Path) -> None:
     train = build_dataset("synthetic-motion", motion_root, split="train", num_segments=T, input_size=28)
     clip, label = train[0]
-    assert clip.shape == (T, 3, 28, 28) and clip.dtype == torch.float32
+    assert clip.shape == (T, 3, 28, 28) and clip.dtype == torch.uint8  # normalised on the device
     assert label == int((motion_root / "train.txt").read_text().split()[2])
     val = build_dataset("synthetic-motion", motion_root, split="val", num_segments=T, input_size=28,
                         test_clips=2, test_crops=3)
@@ -240,7 +240,7 @@ def test_loader_batches_are_reproducible_and_epoch_dependent(motion_root: Path) 
 
     first = epoch_batches(0, 0)
     assert len(first) == 2 and first[0][0].shape == (3, T, 3, 28, 28)  # 8 videos, drop_last
-    assert first[0][0].dtype == torch.float32 and first[0][1].dtype == torch.int64
+    assert first[0][0].dtype == torch.uint8 and first[0][1].dtype == torch.int64
     again = epoch_batches(2, 0)  # worker processes do not change anything
     assert len(again) == len(first)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
@@ -261,7 +261,7 @@ def test_presets() -> None:
     assert DATASET_PRESETS["something-v2"].template.format(1) == "000001.jpg"
     assert DATASET_PRESETS["kinetics"].template.format(7) == "img_00007.jpg"
     assert {n for n, p in DATASET_PRESETS.items() if not p.flip} == {
-        "something-v1", "something-v2", "jester", "synthetic-motion"}
+        "something-v1", "something-v2", "something-v2-video", "jester", "synthetic-motion"}
     assert get_preset("something-v1", num_classes=10, train_list="t.txt").num_classes == 10
     assert DATASET_PRESETS["something-v1"].num_classes == 174  # overrides do not leak
     with pytest.raises(KeyError, match="something-v3"):

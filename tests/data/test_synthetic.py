@@ -123,6 +123,20 @@ def test_other_parameters_are_refused_unless_overwrite(tmp_path: Path, tiny: dic
     generate("synthetic-motion", root, **{**tiny, "seed": 4}, overwrite=True)
     assert json.loads((root / "dataset.json").read_text())["params"]["seed"] == 4
     assert _siblings(root) == []
+    with pytest.raises(DatasetExistsError, match="format: on disk 'frames', requested 'mp4'"):
+        generate("synthetic-motion", root, **{**tiny, "seed": 4}, format="mp4")
+    with pytest.raises(ValueError, match="format must be one of frames, mp4, webm"):
+        generate("synthetic-motion", tmp_path / "x", **tiny, format="avi")
+
+
+def test_a_dataset_written_before_formats_existed_is_frames(tmp_path: Path, tiny: dict[str, int],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    root = generate("synthetic-motion", tmp_path / "ds", **tiny)
+    manifest = json.loads((root / "dataset.json").read_text())
+    del manifest["format"]  # as generator version 1 wrote it before video formats
+    (root / "dataset.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(synthetic, "_write_video", lambda job: pytest.fail("rendered again"))
+    assert generate("synthetic-motion", root, **tiny) == root
 
 
 def test_foreign_folder_is_refused_and_empty_folder_is_used(tmp_path: Path, tiny: dict[str, int]) -> None:
@@ -185,3 +199,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "other parameters" in capsys.readouterr().err
     assert main(["generate", *argv, "--min-frames", "9"]) == 2
     assert "min_frames <= max_frames" in capsys.readouterr().err
+    webm = [a if a != str(tmp_path / "ds") else str(tmp_path / "webm") for a in argv]
+    assert main(["generate", *webm, "--format", "webm"]) == 0
+    assert json.loads((tmp_path / "webm" / "dataset.json").read_text())["codec"] == "VP9"
+    assert sorted(p.suffix for p in (tmp_path / "webm" / "videos").iterdir()) == [".webm"] * 6

@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from tinlab.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Compose, MultiCrop,
-                                    MultiScaleCrop, RandomHorizontalFlip, ToTensor, build_transforms)
+                                    MultiScaleCrop, RandomHorizontalFlip, Resize, ToTensor, ToUint8,
+                                    build_transforms, normalize_clips)
 
 
 def _clip(t: int = 6, w: int = 40, h: int = 32, seed: int = 0) -> list[Image.Image]:
@@ -25,7 +26,7 @@ def test_train_crop_and_flip_are_shared_by_all_frames() -> None:
     t = build_transforms(train=True, input_size=24, flip=True)
     for seed in range(20):
         out = t(same, np.random.default_rng(seed))
-        assert out.shape == (6, 3, 24, 24) and out.dtype == torch.float32
+        assert out.shape == (6, 3, 24, 24) and out.dtype == torch.uint8 and out.is_contiguous()
         assert torch.equal(out, out[:1].expand_as(out))
 
 
@@ -46,7 +47,7 @@ def test_flip_only_when_allowed() -> None:
     clip = _clip()
     flips = {False: 0, True: 0}
     for seed in range(20):
-        plain = Compose([MultiScaleCrop(24), ToTensor()])(clip, np.random.default_rng(seed))
+        plain = Compose([MultiScaleCrop(24), ToUint8()])(clip, np.random.default_rng(seed))
         for flip in (False, True):
             out = build_transforms(True, 24, flip=flip)(clip, np.random.default_rng(seed))
             if torch.equal(out, plain.flip(-1)):
@@ -69,6 +70,27 @@ def test_pil_and_tensor_paths_agree() -> None:
     assert torch.equal(exact(clip, rng(0)), exact(_as_tensor(clip), rng(0)))
 
 
+def test_uint8_resize_is_within_one_grey_level_of_the_float_path_in_either_layout() -> None:
+    clip = _as_tensor(_clip(w=40, h=30))
+    channels_last = torch.from_numpy(clip.permute(0, 2, 3, 1).numpy().copy()).permute(0, 3, 1, 2)  # the datasets'
+    float_path = Resize((52, 37))(clip.float(), None).round().clamp(0, 255)
+    for frames in (clip, channels_last):
+        out = Resize((52, 37))(frames, None)
+        assert out.dtype == torch.uint8 and out.shape == (6, 3, 37, 52)
+        assert (out.float() - float_path).abs().max() <= 1
+    assert torch.equal(Resize((52, 37))(clip, None), Resize((52, 37))(channels_last, None))
+
+
+def test_normalize_clips_on_the_device_equals_normalising_in_the_worker() -> None:
+    clip = _clip()
+    steps = [MultiScaleCrop(24), RandomHorizontalFlip()]
+    for seed in range(3):
+        worker = Compose([*steps, ToTensor()])(_as_tensor(clip), np.random.default_rng(seed))
+        later = Compose([*steps, ToUint8()])(_as_tensor(clip), np.random.default_rng(seed))
+        assert torch.equal(normalize_clips(later[None])[0], worker)  # the same arithmetic, bit for bit
+    assert normalize_clips(worker) is worker  # float clips are taken as already normalised
+
+
 def test_imagenet_normalisation() -> None:
     mean_colour = tuple(round(m * 255) for m in IMAGENET_MEAN)
     out = ToTensor()([Image.new("RGB", (4, 4), mean_colour)], np.random.default_rng(0))
@@ -82,7 +104,7 @@ def test_test_pipeline_is_resize_then_centre_crop() -> None:
     clip = _clip(w=64, h=64)
     out = build_transforms(train=False, input_size=56, flip=False)(clip, np.random.default_rng(0))
     # scale_size defaults to 56 * 256 / 224 = 64: no resize, then the central 56 x 56.
-    expected = ToTensor()([f.crop((4, 4, 60, 60)) for f in clip], np.random.default_rng(0))
+    expected = ToUint8()([f.crop((4, 4, 60, 60)) for f in clip], np.random.default_rng(0))
     assert torch.equal(out, expected)
     wide = build_transforms(False, 16, flip=False, scale_size=20)(_clip(w=40, h=20), np.random.default_rng(0))
     assert wide.shape == (6, 3, 16, 16)

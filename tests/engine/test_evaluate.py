@@ -77,3 +77,23 @@ def test_evaluate_errors(tmp_path, write_config, capsys):
     err = capsys.readouterr().err
     assert f"{truncated}: not a readable checkpoint" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m.json").exists()
+
+
+def test_train_and_evaluate_on_video_files(tmp_path, write_config, capsys):
+    """A webm dataset through train and evaluate, decoded in 2 loader worker processes; a video that
+    breaks after training stops evaluation with its name and list line (exit 2)."""
+    from tinlab.data.synthetic import generate
+
+    root = generate("synthetic-motion", tmp_path / "webm", format="webm", seed=1, num_train=16, num_val=8, size=32,
+                    min_frames=8, max_frames=12)
+    config = write_config("tin", data={"root": str(root), "num_workers": 2}, optim={"epochs": 1})
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 0
+    assert main(["evaluate", "--run", str(run)]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["num_videos"] == 8 and 0 <= m["top1"] <= 1
+    victim = (root / "val.txt").read_text().splitlines()[3].split()[0]
+    (root / "videos" / victim).write_bytes(b"not a video")
+    assert main(["evaluate", "--run", str(run), "--out", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"corrupt or unreadable video {root / 'videos' / victim} (listed at {root / 'val.txt'}:4)" in err

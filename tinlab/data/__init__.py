@@ -1,5 +1,7 @@
-"""Data: generated datasets (:mod:`.synthetic`), presets (:mod:`.presets`), frame-folder datasets and
-loaders (:mod:`.dataset`), clip transforms (:mod:`.transforms`). Example (writes ``data/synthetic-motion``)::
+"""Data: generated datasets (:mod:`.synthetic`), presets (:mod:`.presets`), frame-folder and video-file
+datasets and loaders (:mod:`.dataset`), the video decoder (:mod:`.video`), clip transforms
+(:mod:`.transforms`). Clips come out of the loader as uint8; :func:`normalize_clips` (on the device)
+makes them the model's float input. Example (writes ``data/synthetic-motion``)::
 
     from tinlab.data import generate, build_dataset, build_dataloader, set_epoch
     root = generate("synthetic-motion", "data/synthetic-motion")
@@ -14,10 +16,12 @@ from .._lazy import lazy
 
 _WHERE = {
     ".presets": ["DATASET_PRESETS", "DatasetPreset", "get_preset"],
-    ".dataset": ["ShardSampler", "VideoFrameDataset", "VideoRecord", "build_dataloader", "build_dataset",
-                 "parse_list_file", "sample_indices", "sampler_seed", "set_epoch"],
+    ".dataset": ["ClipDataset", "ShardSampler", "VideoFileDataset", "VideoFrameDataset", "VideoRecord",
+                 "build_dataloader", "build_dataset", "parse_list_file", "sample_indices", "sampler_seed",
+                 "set_epoch"],
+    ".video": ["VIDEO_EXTENSIONS", "VideoReader", "is_video_path", "write_video"],
     ".synthetic": ["DatasetExistsError", "InvalidParamsError", "generate", "render_video"],
-    ".transforms": ["IMAGENET_MEAN", "IMAGENET_STD", "build_transforms"],
+    ".transforms": ["IMAGENET_MEAN", "IMAGENET_STD", "build_transforms", "normalize_clips"],
 }
 _NAMES = {name: module for module, names in _WHERE.items() for name in names}
 __getattr__ = lazy(__name__, _NAMES)

@@ -12,8 +12,12 @@ colour of the main object, the motion is random and the same distribution for ev
 
 Layout written under ``root`` (see :func:`generate`)::
 
-    frames/<video_id>/00001.jpg ...   1-indexed, "{:05d}.jpg"
-    train.txt, val.txt                "<video_id> <num_frames> <label>" per line
+    frames/<video_id>/00001.jpg ...   1-indexed, "{:05d}.jpg" (format "frames", the default)
+    videos/<video_id>.mp4 (.webm)     one file per video (format "mp4": H.264, "webm": VP9; 12 fps,
+                                      a key frame every 12 frames, 4:4:4 chroma like the JPEGs,
+                                      about the JPEGs' bytes)
+    train.txt, val.txt                "<video_id> <num_frames> <label>" per line (video files:
+                                      "<video_id>.mp4 <num_frames> <label>")
     classes.txt                       line i = name of label i
     twins.json                        list: twins[i] = label of the time-reversed twin of i, or null
     dataset.json                      parameters and provenance; written last: its presence = complete
@@ -46,6 +50,13 @@ from ..utils.io import current_umask
 GENERATOR_VERSION = 1
 FRAME_TEMPLATE = "{:05d}.jpg"
 JPEG_QUALITY = 90
+FORMATS = ("frames", "mp4", "webm")
+VIDEO_FPS, VIDEO_GOP = 12, 12  # Something-Something V2's frame rate; key frames often enough to seek
+# Quality: about the JPEGs' bytes per video (at 40 px: 27 / 26 kB vs 29 kB), where every decoded frame is
+# still closest to its own original (at the CRFs of JPEG-like per-pixel error, 18 / 24, inter-frame
+# prediction smears the frames' own noise and motion over their neighbours: 7% / 23% of frames decode
+# closer to a neighbour, and TIN lost 18 points of top-1 on the ci profile).
+VIDEO_CRF = {"mp4": 10, "webm": 8}
 SPLITS = ("train", "val")
 
 MOTION_CLASSES = (
@@ -320,10 +331,18 @@ def dataset_video(p: SyntheticParams, split: str, index: int) -> tuple[str, int,
     return f"{split}{index:05d}", label, render_video(p.name, label, rng, num_frames, p.size)
 
 
-def _write_video(job: tuple[SyntheticParams, str, int, str]) -> tuple[str, int, int]:
-    p, split, index, frames_dir = job
+def _write_video(job: tuple[SyntheticParams, str, int, str, str]) -> tuple[str, int, int]:
+    p, split, index, out_dir, fmt = job
     video_id, label, frames = dataset_video(p, split, index)
-    out = Path(frames_dir) / video_id
+    if fmt != "frames":
+        from .video import write_video
+
+        name = f"{video_id}.{fmt}"
+        # 4:4:4 chroma for the reason given below for the JPEGs.
+        write_video(Path(out_dir) / name, frames, fps=VIDEO_FPS, gop=VIDEO_GOP, quality=VIDEO_CRF[fmt],
+                    pix_fmt="yuv444p")
+        return name, len(frames), label
+    out = Path(out_dir) / video_id
     out.mkdir(parents=True)
     for i, frame in enumerate(frames, start=1):
         # 4:4:4 chroma: 4:2:0 would smear the colour of small objects, which is the class in
@@ -353,7 +372,8 @@ def _check_existing(root: Path, wanted: dict[str, Any]) -> bool:
             return False
         raise DatasetExistsError(f"{root} exists but is not a complete generated dataset (no dataset.json);"
                                  f" pass overwrite=True (--overwrite) to replace it")
-    have = {**manifest.get("params", {}), "generator_version": manifest.get("generator_version")}
+    have = {**manifest.get("params", {}), "generator_version": manifest.get("generator_version"),
+            "format": manifest.get("format", "frames")}
     diff = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
     if diff:
         lines = ", ".join(f"{k}: on disk {a!r}, requested {b!r}" for k, (a, b) in diff.items())
@@ -362,14 +382,17 @@ def _check_existing(root: Path, wanted: dict[str, Any]) -> bool:
     return True
 
 
-def _manifest(p: SyntheticParams, counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
+def _manifest(p: SyntheticParams, counts: dict[str, tuple[int, int]], fmt: str) -> dict[str, Any]:
     from tinlab import __version__
     spec = DATASETS[p.name]
+    media = ({"layout": "something-v1", "frame_dir": "frames", "frame_template": FRAME_TEMPLATE,
+              "jpeg_quality": JPEG_QUALITY} if fmt == "frames" else
+             {"layout": "video files", "video_dir": "videos", "codec": {"mp4": "H.264", "webm": "VP9"}[fmt],
+              "fps": VIDEO_FPS, "gop": VIDEO_GOP, "crf": VIDEO_CRF[fmt], "pix_fmt": "yuv444p"})
     return {
-        "name": p.name, "params": asdict(p), "generator_version": GENERATOR_VERSION,
-        "tinlab_version": __version__, "generator": f"{__name__}.generate",
-        "layout": "something-v1", "frame_dir": "frames", "frame_template": FRAME_TEMPLATE,
-        "jpeg_quality": JPEG_QUALITY, "num_classes": len(spec.classes),
+        "name": p.name, "params": asdict(p), "format": fmt, "generator_version": GENERATOR_VERSION,
+        "tinlab_version": __version__, "generator": f"{__name__}.generate", **media,
+        "num_classes": len(spec.classes),
         "splits": {s: {"list_file": f"{s}.txt", "videos": v, "frames": f} for s, (v, f) in counts.items()},
         "classes": list(spec.classes), "twins": list(spec.twins),
     }
@@ -377,8 +400,9 @@ def _manifest(p: SyntheticParams, counts: dict[str, tuple[int, int]]) -> dict[st
 
 def generate(name: str, root: str | Path, *, seed: int = 0, num_train: int = 384, num_val: int = 144,
              size: int = 64, min_frames: int = 24, max_frames: int = 64, overwrite: bool = False,
-             workers: int = 1) -> Path:
-    """Generate dataset ``name`` into ``root`` (atomically) and return ``root``.
+             workers: int = 1, format: str = "frames") -> Path:
+    """Generate dataset ``name`` into ``root`` (atomically) and return ``root``; ``format`` "frames"
+    (JPEG folders), "mp4" (H.264) or "webm" (VP9) files, the same pixels before compression.
 
     Idempotent: if ``root`` is already this dataset (same parameters and generator version) it returns
     at once. It raises :class:`DatasetExistsError` if ``root`` holds anything else, unless
@@ -394,15 +418,19 @@ def generate(name: str, root: str | Path, *, seed: int = 0, num_train: int = 384
     """
     p = SyntheticParams(name, seed, num_train, num_val, size, min_frames, max_frames)
     p.validate()
+    if format not in FORMATS:
+        raise InvalidParamsError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     root = Path(root)
-    wanted = {**asdict(p), "generator_version": GENERATOR_VERSION}
+    wanted = {**asdict(p), "generator_version": GENERATOR_VERSION, "format": format}
     if not overwrite and _check_existing(root, wanted):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private (0700); the dataset should not be
-        jobs = [(p, split, i, str(tmp / "frames"))
+        out_dir = tmp / ("frames" if format == "frames" else "videos")
+        out_dir.mkdir()
+        jobs = [(p, split, i, str(out_dir), format)
                 for split, count in zip(SPLITS, (num_train, num_val)) for i in range(count)]
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
@@ -418,7 +446,7 @@ def generate(name: str, root: str | Path, *, seed: int = 0, num_train: int = 384
         (tmp / "classes.txt").write_text("".join(c + "\n" for c in spec.classes))
         (tmp / "twins.json").write_text(json.dumps(list(spec.twins)) + "\n")
         # Last, in the private folder that becomes root in one rename: no reader sees a partial dataset.
-        (tmp / "dataset.json").write_text(json.dumps(_manifest(p, counts), indent=2) + "\n")
+        (tmp / "dataset.json").write_text(json.dumps(_manifest(p, counts, format), indent=2) + "\n")
         _install(tmp, root, wanted, overwrite)
     finally:
         if tmp.exists():
@@ -463,6 +491,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=d.size, help="frame height = width, pixels")
     parser.add_argument("--min-frames", type=int, default=d.min_frames)
     parser.add_argument("--max-frames", type=int, default=d.max_frames)
+    parser.add_argument("--format", choices=FORMATS, default="frames",
+                        help="JPEG frame folders, or one H.264 (mp4) / VP9 (webm) file per video")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="rendering processes (does not change the output)")
     parser.add_argument("--overwrite", action="store_true", help="replace ROOT if it holds anything else")
@@ -474,7 +504,7 @@ def run(args: argparse.Namespace) -> int:
     params = SyntheticParams(args.name, args.seed, args.num_train, args.num_val, args.size,
                              args.min_frames, args.max_frames)
     start = time.perf_counter()
-    generate(**asdict(params), root=root, overwrite=args.overwrite, workers=args.workers)
+    generate(**asdict(params), root=root, overwrite=args.overwrite, workers=args.workers, format=args.format)
     manifest = json.loads((root / "dataset.json").read_text())
     splits = ", ".join(f"{s} {v['videos']} videos / {v['frames']} frames"
                        for s, v in manifest["splits"].items())

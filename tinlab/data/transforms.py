@@ -3,12 +3,19 @@
 A transform is called as ``transform(frames, rng)`` where ``frames`` is a list of T PIL images or a
 (T, C, H, W) tensor (uint8 in [0, 255] or float in [0, 1]) and ``rng`` a ``numpy.random.Generator``.
 Randomness comes only from ``rng``: the dataset seeds it per (seed, epoch, video), so augmentation is
-reproducible whatever the number of loader workers. The last step, :class:`ToTensor`, returns a float32
-(T, 3, H, W) tensor; after :class:`MultiCrop` every later step runs per view and the result is
-(views, T, 3, H, W).
+reproducible whatever the number of loader workers. The datasets pass uint8 tensors laid out
+channels-last (the decoders' layout, no copy), which every step handles without leaving uint8: crops
+are views, resizing runs PyTorch's uint8 antialiased bilinear kernel (within one grey level of PIL's,
+several times faster).
+
+The last step is :class:`ToUint8` (the default of :func:`build_transforms`: a uint8 (T, 3, H, W) clip,
+a quarter of float32's bytes through the loader and to the device, where :func:`normalize_clips`
+converts and normalises it) or :class:`ToTensor` (float32, normalised in the worker). After
+:class:`MultiCrop` every later step runs per view and the result is (views, T, 3, H, W).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence, Union
 
 import numpy as np
@@ -44,6 +51,10 @@ def resize(frames: Frames, width: int, height: int) -> Frames:
     if frame_size(frames) == (width, height):
         return frames
     if isinstance(frames, Tensor):
+        if frames.dtype == torch.uint8 and frames.device.type == "cpu":
+            # PyTorch's uint8 kernel (vectorised for channels_last, the datasets' layout)
+            return F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False,
+                                 antialias=True)
         out = F.interpolate(frames.float(), size=(height, width), mode="bilinear", align_corners=False,
                             antialias=True)
         return out.round().clamp(0, 255).to(torch.uint8) if frames.dtype == torch.uint8 else out
@@ -68,6 +79,12 @@ class Compose:
     def __init__(self, transforms: Sequence[ClipTransform]) -> None:
         self.transforms = list(transforms)
 
+    def needed_short_side(self) -> int | None:
+        """The shortest side the frames can be decoded at without changing what the first step needs
+        (None: full size); datasets use it to decode JPEGs and videos at reduced size."""
+        first = self.transforms[0] if self.transforms else None
+        return getattr(first, "needed_short_side", lambda: None)()
+
     def __call__(self, frames: Frames, rng: np.random.Generator) -> Tensor | Frames:
         for t in self.transforms:
             frames = Views(t(v, rng) for v in frames) if isinstance(frames, Views) else t(frames, rng)
@@ -82,6 +99,9 @@ class Resize:
 
     def __init__(self, size: int | tuple[int, int]) -> None:
         self.size = size
+
+    def needed_short_side(self) -> int:
+        return self.size if isinstance(self.size, int) else min(self.size)
 
     def __call__(self, frames: Frames, rng: np.random.Generator) -> Frames:
         if not isinstance(self.size, int):
@@ -124,6 +144,10 @@ class MultiScaleCrop:
                  max_distort: int = 1, fixed_positions: bool = True) -> None:
         self.size, self.scales, self.max_distort = size, tuple(scales), max_distort
         self.fixed_positions = fixed_positions
+
+    def needed_short_side(self) -> int:
+        """Frames with this short side give the smallest crop (scale min(scales)) at ``size`` pixels."""
+        return math.ceil(self.size / min(self.scales))
 
     def params(self, width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
         """(left, top, crop width, crop height) for frames of the given size."""
@@ -211,17 +235,56 @@ class ToTensor:
         return f"ToTensor(normalize={self.normalize})"
 
 
+class ToUint8:
+    """Frames -> uint8 (T, 3, H, W) in [0, 255]; :func:`normalize_clips` finishes the job on the device
+    (float, [0, 1], ImageNet normalisation: the same arithmetic as :class:`ToTensor`). A tensor keeps
+    its strides (channels-last from the datasets): the loader's collation copies it into the batch
+    anyway, and a copy here would be a second one."""
+
+    def __call__(self, frames: Frames, rng: np.random.Generator) -> Tensor:
+        if isinstance(frames, Tensor):
+            if frames.dtype != torch.uint8:
+                raise TypeError(f"ToUint8 takes uint8 frames, got {frames.dtype}")
+            return frames
+        array = np.stack([np.asarray(f if f.mode == "RGB" else f.convert("RGB")) for f in frames])
+        return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+    def __repr__(self) -> str:
+        return "ToUint8()"
+
+
+def normalize_clips(clips: Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD) -> Tensor:
+    """A batch of uint8 clips (..., 3, H, W) -> float32, [0, 1], normalised with ``mean``/``std`` (on the
+    clips' device); float clips (already normalised by :class:`ToTensor`) pass unchanged.
+
+    Example:
+        >>> normalize_clips(torch.full((1, 2, 3, 4, 4), 255, dtype=torch.uint8))[0, 0, :, 0, 0]
+        tensor([2.2489, 2.4286, 2.6400])
+    """
+    if clips.dtype != torch.uint8:
+        return clips
+    m = torch.tensor(mean, dtype=torch.float32, device=clips.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=clips.device).view(3, 1, 1)
+    x = clips.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
+    return x.sub_(m).div_(s)
+
+
 def build_transforms(train: bool, input_size: int, flip: bool, scale_size: int | None = None, *,
-                     test_crops: int = 1, scales: Sequence[float] = MULTI_SCALE_CROP_SCALES) -> Compose:
+                     test_crops: int = 1, scales: Sequence[float] = MULTI_SCALE_CROP_SCALES,
+                     uint8: bool = True) -> Compose:
     """TSN/TSM clip pipeline. Train: multi-scale crop to ``input_size`` (+ flip if ``flip``). Test:
     shorter side to ``scale_size`` (default ``input_size * 256 / 224``), then one centre crop, or with
-    ``test_crops`` in (3, 5, 10) that many crops stacked as (views, T, 3, H, W). Ends with ToTensor.
+    ``test_crops`` in (3, 5, 10) that many crops stacked as (views, T, 3, H, W). Ends with
+    :class:`ToUint8` (normalised later by :func:`normalize_clips`), or :class:`ToTensor` with
+    ``uint8=False``.
 
     Example:
         >>> t = build_transforms(train=False, input_size=56, flip=False)  # Resize(64), CenterCrop(56)
         >>> frames = [Image.new("RGB", (64, 64))] * 8
-        >>> t(frames, np.random.default_rng(0)).shape
-        torch.Size([8, 3, 56, 56])
+        >>> clip = t(frames, np.random.default_rng(0))
+        >>> clip.shape, clip.dtype
+        (torch.Size([8, 3, 56, 56]), torch.uint8)
     """
     if train:
         steps: list[ClipTransform] = [MultiScaleCrop(input_size, scales)]
@@ -234,4 +297,4 @@ def build_transforms(train: bool, input_size: int, flip: bool, scale_size: int |
         crops: ClipTransform = (CenterCrop(input_size) if test_crops == 1 else
                                 MultiCrop(input_size, test_crops))
         steps = [Resize(scale), crops]
-    return Compose([*steps, ToTensor()])
+    return Compose([*steps, ToUint8() if uint8 else ToTensor()])

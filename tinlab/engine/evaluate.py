@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..data import build_dataloader
+from ..data import build_dataloader, normalize_clips
 from ..errors import CheckpointError, ConfigError, DataError, RunFolderError
 from ..models.checkpoints import load_checkpoint
 from ..utils.io import read_text, write_csv, write_json
@@ -109,7 +109,7 @@ def predict(model: torch.nn.Module, loader: Any, device: torch.device, amp: torc
     """(logits (N, K) averaged over each video's views, labels (N,), number of views run)."""
     all_logits, all_labels, views = [], [], 0
     for clips, labels in loader:
-        clips = clips.to(device, non_blocking=True)
+        clips = normalize_clips(clips.to(device, non_blocking=True))  # uint8 until here
         multi = clips.dim() == 6  # (N, V, T, 3, H, W): fold the views into the batch
         n, v = clips.shape[0], clips.shape[1] if multi else 1
         with autocast(device, amp):

@@ -22,7 +22,7 @@ import torch.distributed as tdist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import build_dataloader, set_epoch
+from ..data import build_dataloader, normalize_clips, set_epoch
 from ..errors import ConfigError, TrainingFailed
 from .builders import build_model, build_optimizer, build_scheduler, build_split, frozen_batchnorms
 from .callbacks import Callback
@@ -125,7 +125,7 @@ class Trainer:
         tick = start
         for it, (clips, labels) in enumerate(self.train_loader):
             data_s += time.perf_counter() - tick
-            clips = clips.to(self.device, non_blocking=True)
+            clips = normalize_clips(clips.to(self.device, non_blocking=True))  # uint8 until here
             labels = labels.to(self.device, non_blocking=True)
             lr = self.scheduler.get_last_lr()[0]
             loss, logits = self._step(clips, labels, epoch, it)
@@ -151,7 +151,8 @@ class Trainer:
         k = min(5, self.model.num_classes)
         totals = torch.zeros(4, device=self.device, dtype=torch.float64)  # loss sum, top1, top5, count
         for clips, labels in self.val_loader:
-            clips, labels = clips.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            clips = normalize_clips(clips.to(self.device, non_blocking=True))
+            labels = labels.to(self.device, non_blocking=True)
             with self._autocast():
                 logits = self.model(clips).float()  # no DDP wrapper: no gradient sync needed
             hits = logits.topk(k, 1).indices == labels[:, None]

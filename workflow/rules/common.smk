@@ -19,6 +19,13 @@ BASE_BY_FRAMES = config.get("base_by_frames", {})
 BASE_SEED = config["base"].get("run", {}).get("seed", 0)
 LATENCY = config["latency"]
 TABLES = [t for t in ("table1", "table2", "table5") if t in config]  # table2 and table5 are optional
+# Training processes per run. Above 1, torchrun starts them on the job's node (locally, or inside the SLURM
+# allocation, which asks for all of them: the same command everywhere); each process uses train_threads
+# threads (torchrun's processes would otherwise inherit the job's total, N x train_threads, each).
+TRAIN_PROCS = config["resources"]["processes_per_run"]
+TRAIN_LAUNCH = ("python" if TRAIN_PROCS == 1 else
+                f"OMP_NUM_THREADS={config['resources']['train_threads']} python -m torch.distributed.run "
+                f"--standalone --nproc_per_node {TRAIN_PROCS}")
 
 
 def _check_config():

@@ -24,12 +24,13 @@ rule train:
     log: "logs/train/{variant}.log"
     benchmark: "benchmarks/train/{variant}.tsv"
     conda: CONDA_ENV
-    threads: config["resources"]["train_threads"]
+    # resources.processes_per_run (N) processes, each with train_threads cores, train_mem_mb and gpu GPUs.
+    threads: TRAIN_PROCS * config["resources"]["train_threads"]
     resources:
-        mem_mb=config["resources"]["train_mem_mb"],
-        gpu=config["resources"]["gpu"],
+        mem_mb=TRAIN_PROCS * config["resources"]["train_mem_mb"],
+        gpu=TRAIN_PROCS * config["resources"]["gpu"],
     # A changed run config (same run name) trains from scratch; a killed run resumes from its checkpoint.
-    shell: "python -m tinlab train --config {input.config} --out {params.out} --restart-if-changed --quiet > {log} 2>&1"
+    shell: TRAIN_LAUNCH + " -m tinlab train --config {input.config} --out {params.out} --restart-if-changed --quiet > {log} 2>&1"
 
 
 rule evaluate_published:
