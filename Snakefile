@@ -37,6 +37,7 @@ rule all:
     localrule: True
     input:
         [f"results/{t}.csv" for t in TABLES],
+        "results/comparisons.csv",
         "results/equivalence.csv",
         "results/complexity.csv",
         rules.latency.output,

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "latency": ("tinlab.measure.timing", "latency of models and temporal ops (+ profiler traces)"),
     "table": ("tinlab.report.tables", "a paper-style table (table1, table2, table5) from evaluated runs"),
     "plots": ("tinlab.report.plots", "figures: accuracy vs GFLOPs, ablation, offsets/weights, curves, latency"),
+    "compare": ("tinlab.report.compare", "paired comparisons with intervals, McNemar and Holm: comparisons.csv"),
     "summary": ("tinlab.report.summary", "results/README.md: tables rendered, plots embedded"),
     "regress": ("tinlab.report.regress", "compare fresh tables with results/reference: exit 1 on regression"),
     "generate": ("tinlab.data.synthetic", "generate a synthetic dataset in Something-Something layout"),

@@ -136,6 +136,15 @@ def test_smoke_profile_end_to_end(tmp_path):
     table5 = pd.read_csv(results / "table5.csv")
     assert len(table5) == 5 and set(table5.boundary) == {"zero", "clamp"}
     assert pd.read_csv(results / "equivalence.csv").passed.all()
+    # Intervals on every accuracy; per-video predictions beside every metrics JSON; the paired comparisons:
+    # Table 1 (4 models vs TSN, 3 vs TSM), Table 2 (per dataset, 2 vs TSN and TIN vs TSM), Table 5 (4 rows vs
+    # the default row).
+    assert (table1.val_top1_lo <= table1.val_top1).all() and (table1.val_top1 <= table1.val_top1_hi).all()
+    assert len(pd.read_csv(tmp_path / "results/runs/tin_T4_synthetic-motion/metrics.predictions.csv")) == 6
+    comparisons = pd.read_csv(results / "comparisons.csv")
+    assert comparisons.groupby("table").size().to_dict() == {"table1": 7, "table2": 6, "table5": 4}
+    assert comparisons.p_holm.between(0, 1).all() and (comparisons.p_holm >= comparisons.p_mcnemar).all()
+    assert "## comparisons" in (results / "README.md").read_text()
     for plot in ("accuracy_vs_gflops", "ablation", "offsets", "weights", "training_curves", "latency"):
         assert (results / "plots" / f"{plot}.png").stat().st_size > 1000, plot
     summary = (results / "README.md").read_text()

@@ -13,6 +13,11 @@ c has a twin c':
   there on synthetic-motion.
 - ``twin_confusion``: fraction whose top-1 prediction is exactly the twin c'.
 
+Per video, ``<metrics stem>.predictions.csv`` (columns index, video, label, pred, correct, top5_correct,
+twin, pair_correct; one row per validation video in list order, ``twin``/``pair_correct`` empty for videos
+without a twin class): two runs evaluated on the same list can be compared video by video
+(:mod:`tinlab.report.stats`, ``tinlab compare``).
+
 It also writes ``<metrics stem>.offsets.csv`` (columns layer, layer_index, kind, group, frame,
 value): per TIN / r-TCN layer, the learned offsets (kind ``offset``, per group) and frame weights
 (kind ``weight``, per group and frame) averaged over every validation view; the data of the TIN
@@ -103,6 +108,28 @@ def classification_metrics(logits: Tensor, labels: Tensor, class_names: list[str
     return result
 
 
+def per_video_predictions(logits: Tensor, labels: Tensor, videos: list[str],
+                          twins: list[int | None] | None = None) -> "pandas.DataFrame":
+    """One row per video: its list path, label, top-1 prediction, whether top-1 / top-5 are right, and for
+    videos whose class has a time-reversed twin, the twin's label and whether logit[c] > logit[twin]."""
+    import pandas as pd
+
+    if len(videos) != len(labels):
+        raise ValueError(f"{len(videos)} video names for {len(labels)} predictions")
+    k = logits.shape[1]
+    pred = logits.argmax(1)
+    top5 = (logits.topk(min(5, k), 1).indices == labels[:, None]).any(1)
+    table = pd.DataFrame({"index": range(len(labels)), "video": videos, "label": labels.tolist(),
+                          "pred": pred.tolist(), "correct": (pred == labels).int().tolist(),
+                          "top5_correct": top5.int().tolist()})
+    twin = [None] * len(labels) if twins is None else [twins[c] for c in labels.tolist()]
+    own = logits.gather(1, labels[:, None])[:, 0]
+    table["twin"] = pd.array(twin, dtype="Int64")
+    table["pair_correct"] = pd.array([None if t is None else int(own[i] > logits[i, t]) for i, t in enumerate(twin)],
+                                     dtype="Int64")
+    return table
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader: Any, device: torch.device, amp: torch.dtype | None
             ) -> tuple[Tensor, Tensor, int]:
@@ -180,7 +207,8 @@ def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: i
     logits, labels, views = predict(model, loader, device, amp)
     seconds, k = time.perf_counter() - start, model.num_classes
     probe.remove()
-    metrics = classification_metrics(logits, labels, load_class_names(cfg.data.root, k), load_twins(cfg.data.root, k))
+    twins = load_twins(cfg.data.root, k)
+    metrics = classification_metrics(logits, labels, load_class_names(cfg.data.root, k), twins)
     metrics.update({"views_per_video": views // max(len(labels), 1), "checkpoint": str(checkpoint),
                     "checkpoint_epoch": origin["epoch"], "checkpoint_format": origin["format"],
                     "train_code_version": origin["train_code_version"],
@@ -192,6 +220,9 @@ def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: i
             "train_config_hash": origin["train_config_hash"], "seed": cfg.run.seed}
     csv = out.with_name(out.stem + ".offsets.csv")  # written for every model (no rows without TIN layers)
     metrics.update(offsets=offsets_section(probe, csv, prov), offsets_csv=str(csv))
+    predictions = out.with_name(out.stem + ".predictions.csv")
+    write_csv(per_video_predictions(logits, labels, [r.path for r in dataset.records], twins), predictions, prov)
+    metrics["predictions_csv"] = str(predictions)
     metrics["provenance"] = prov
     write_json(out, metrics)
     return metrics

@@ -1,7 +1,9 @@
 """Figures (seaborn) from the tables and runs: ``python -m tinlab plots --out-dir results/plots ...``.
 
-* ``accuracy_vs_gflops.png``: val top-1 against GFLOPs per video, marker size = parameters (Table 1).
-* ``ablation.png``: TIN's groups x reverse offsets x boundary (Table 5).
+* ``accuracy_vs_gflops.png``: val top-1 against GFLOPs per video, marker size = parameters (Table 1), with
+  the 95% interval of each top-1 as a vertical bar (``val_top1_lo`` / ``_hi``, when the table has them).
+* ``ablation.png``: TIN's groups x reverse offsets x boundary (Table 5): bars at the mean over seeds, the
+  95% interval (videos and seeds resampled) as whiskers, each seed as a dot.
 * ``offsets.png`` / ``weights.png``: learned offsets per layer and frame weights per frame, one panel
   per number of frames (the TIN paper's Figure 5), from ``tinlab evaluate``'s offsets CSVs.
 * ``training_curves.png``: training loss and val top-1 per epoch of every run.
@@ -45,7 +47,10 @@ def accuracy_vs_gflops(table1: pd.DataFrame, path: Path) -> Path:
     data = table1.assign(frames=table1.frames.astype(str) + " frames", params_m=table1.params / 1e6)
     sns.scatterplot(data=data, x="gflops", y="val_top1", hue="model", style="frames", size="params_m",
                     sizes=(60, 260), hue_order=[m for m in list_models() if m in set(data.model)], ax=ax)
-    ax.set(xlabel="GFLOPs per video (one view)", ylabel="val top-1 (%)",
+    if {"val_top1_lo", "val_top1_hi"} <= set(data) and data.val_top1_lo.notna().any():
+        ax.errorbar(data.gflops, data.val_top1, yerr=[data.val_top1 - data.val_top1_lo, data.val_top1_hi - data.val_top1],
+                    fmt="none", ecolor="0.35", elinewidth=0.8, capsize=2, zorder=0)
+    ax.set(xlabel="GFLOPs per video (one view)", ylabel="val top-1 (%), 95% interval",
            title=f"{data.dataset.iloc[0]}, {data.backbone.iloc[0]}")
     ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
     return _save(fig, path)
@@ -54,19 +59,34 @@ def accuracy_vs_gflops(table1: pd.DataFrame, path: Path) -> Path:
 def ablation(table5: pd.DataFrame, path: Path) -> Path:
     plt, sns = _pyplot()
     data = table5.assign(variant="G=" + table5.groups.astype(str) + table5.reverse.map({True: " +rev", False: ""}),
-                         boundary=table5.boundary.astype(str))
-    if "val_top1_per_seed" in data:  # one point per seed: bars are the mean, whiskers the standard deviation
-        data = data.assign(val_top1=data.val_top1_per_seed.astype(str).str.split(";")).explode("val_top1")
-        data["val_top1"] = data.val_top1.astype(float)
+                         boundary=table5.boundary.astype(str)).reset_index(drop=True)
+    variants, boundaries = list(dict.fromkeys(data.variant)), list(dict.fromkeys(data.boundary))
+    width = 0.8 / len(boundaries)
+    colors = sns.color_palette(n_colors=len(boundaries))
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    sns.barplot(data=data, x="variant", y="val_top1", hue="boundary", errorbar="sd", ax=ax)
-    sns.stripplot(data=data, x="variant", y="val_top1", hue="boundary", dodge=True, palette="dark:black", size=3,
-                  legend=False, ax=ax)
-    seeds = data.groupby(["variant", "boundary"]).size().max()
+    has_ci = {"val_top1_lo", "val_top1_hi"} <= set(data) and data.val_top1_lo.notna().any()
+    low = []
+    for j, (boundary, color) in enumerate(zip(boundaries, colors)):
+        rows = data[data.boundary == boundary]
+        x = [variants.index(v) - 0.4 + width * (j + 0.5) for v in rows.variant]
+        ax.bar(x, rows.val_top1, width=width * 0.95, color=color, label=boundary)
+        if has_ci:
+            ax.errorbar(x, rows.val_top1, yerr=[rows.val_top1 - rows.val_top1_lo, rows.val_top1_hi - rows.val_top1],
+                        fmt="none", ecolor="black", elinewidth=1, capsize=3)
+            low += list(rows.val_top1_lo)
+        if "val_top1_per_seed" in rows:  # every seed as a dot
+            for xi, seeds in zip(x, rows.val_top1_per_seed.astype(str)):
+                values = [float(v) for v in seeds.split(";") if v and v != "nan"]
+                ax.scatter([xi] * len(values), values, color="black", s=8, zorder=3)
+                low += values
+    seeds = int(data.seeds.astype(str).str.split().str.len().max()) if "seeds" in data else 1
+    ax.set_xticks(range(len(variants)), variants)
+    ax.legend(title="boundary", fontsize=7)
     ax.set(xlabel="offset groups (+ reverse offsets)", ylabel="val top-1 (%)",
-           title=f"TIN ablation ({seeds} seed{'s' if seeds > 1 else ''} per bar, whiskers: sd)")
-    lo = max(data.val_top1.min() - 10, 0)
-    ax.set_ylim(lo, min(data.val_top1.max() + 5, 100))
+           title=f"TIN ablation ({seeds} seed{'s' if seeds > 1 else ''} per bar"
+                 + (", whiskers: 95% interval)" if has_ci else ")"))
+    lo = max(min(low + list(data.val_top1)) - 10, 0)
+    ax.set_ylim(lo, min(max(data.val_top1_hi.max() if has_ci else data.val_top1.max(), data.val_top1.max()) + 5, 100))
     return _save(fig, path)
 
 

@@ -16,6 +16,15 @@ from ..utils.io import atomic_write_text
 from ..utils.provenance import provenance_path
 
 DROP = {"metrics_file", "published_source"}
+COMPARISONS = (
+    "Each model against TSN and TSM (Tables 1, 2) and each ablation row against TIN's default row (Table 5), on "
+    "the same validation videos. `diff_top1`: the difference in top-1 (points) with its 95% interval from a paired "
+    "bootstrap (10,000 resamples of the videos, and of the seeds where rows have several, paired by seed). "
+    "`p_mcnemar`: exact McNemar test on one run of each (`mcnemar_seeds`); `p_holm`: Holm-adjusted over the "
+    "comparisons of the table. Verdict \"better\" / \"worse\" when `p_holm` < 0.05 and the interval excludes 0; "
+    "otherwise \"not distinguishable at this size\", with `videos_needed`: the validation videos at which the "
+    "observed discordance rates would give p < 0.05 / (comparisons in the table), empty when the observed "
+    "difference is 0.")
 
 
 def render(tables: list[Path], plots: list[Path], out: Path, title: str) -> str:
@@ -29,6 +38,8 @@ def render(tables: list[Path], plots: list[Path], out: Path, title: str) -> str:
             p = json.loads(prov.read_text())
             lines += [f"`{path.name}`: code {p.get('code_version')}, torch {p.get('torch')}, "
                       f"{p.get('device')}, {p.get('created')}", ""]
+        if path.stem == "comparisons":
+            lines += [COMPARISONS, ""]
         lines += [frame.drop(columns=[c for c in frame if c in DROP]).to_markdown(index=False, floatfmt=".4g"), ""]
     if plots:
         lines += ["## Plots", ""]

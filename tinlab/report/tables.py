@@ -9,6 +9,11 @@ it evaluated (reporting measures nothing). Accuracies are percentages, as in the
 * ``table2``: per dataset, TIN paper Table 2 layout.
 * ``table5``: TIN ablation: offset groups x reverse offsets, and the boundary mode (Table 5 layout);
   rows trained with several seeds are averaged (mean, standard deviation and every seed's top-1).
+
+Every accuracy comes with its 95% interval (``<column>_lo``, ``<column>_hi``): a percentile bootstrap over
+the validation videos (and over the seeds where a row has several), from the per-video predictions that
+``tinlab evaluate`` writes next to each metrics JSON (:mod:`tinlab.report.stats`: 10,000 resamples, seed 0).
+Metrics without predictions (evaluated by an older tinlab) get empty intervals.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import DataError
@@ -60,7 +66,71 @@ def load_run(path: str | Path) -> dict[str, Any]:
         "train_code_version": m.get("train_code_version"), "gflops": cost["gflops"], "params": cost["params"],
         "metrics_file": str(path),
     }
+    row.update(_per_video(path, m["num_videos"]))
     return row
+
+
+ACCURACIES = {"val_top1": "correct", "val_top5": "top5_correct", "pair_accuracy": "pair_correct"}
+
+
+def predictions_path(metrics: str | Path) -> Path:
+    """``runs/x/metrics.json`` -> ``runs/x/metrics.predictions.csv`` (written by ``tinlab evaluate``)."""
+    metrics = Path(metrics)
+    return metrics.with_name(metrics.stem + ".predictions.csv")
+
+
+def read_predictions(metrics: str | Path, num_videos: int | None = None) -> pd.DataFrame | None:
+    """The per-video predictions next to a metrics JSON, checked; None when there are none."""
+    path = predictions_path(metrics)
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable predictions table ({e}); evaluate the run again") from None
+    missing = {"video", "correct", "top5_correct", "pair_correct"} - set(table.columns)
+    if missing:
+        raise DataError(f"{path}: no column(s) {sorted(missing)}; evaluate the run again")
+    if num_videos is not None and len(table) != num_videos:
+        raise DataError(f"{path} has {len(table)} videos, its metrics JSON {metrics} says {num_videos}; "
+                        f"evaluate the run again")
+    return table
+
+
+def _per_video(path: Path, num_videos: int) -> dict[str, Any]:
+    """Per-video correctness arrays for the intervals (private columns, not written to tables)."""
+    table = read_predictions(path, num_videos)
+    if table is None:
+        return {}
+    return {"_videos": tuple(table.video), **{f"_{col}": table[col].dropna().to_numpy(bool)
+                                              for col in ACCURACIES.values()}}
+
+
+def add_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    """``<accuracy>_lo`` / ``_hi`` (percent) for every accuracy column, from each row's per-video arrays
+    (``_correct`` etc.: one array per seed, stacked, for rows over several seeds)."""
+    from .stats import bootstrap_interval
+
+    frame = frame.copy()
+    for column, source in ACCURACIES.items():
+        lo, hi = [], []
+        for runs in frame.get(f"_{source}", pd.Series([None] * len(frame), index=frame.index)):
+            if runs is None or (isinstance(runs, float) and np.isnan(runs)) or np.size(runs) == 0:
+                lo.append(np.nan), hi.append(np.nan)
+                continue
+            _, a, b = bootstrap_interval(np.atleast_2d(runs))
+            lo.append(100 * a), hi.append(100 * b)
+        frame[f"{column}_lo"], frame[f"{column}_hi"] = lo, hi
+    return frame
+
+
+def _with_intervals(cols: list[str]) -> list[str]:
+    out = []
+    for c in cols:
+        out.append(c)
+        if c in ACCURACIES:
+            out += [f"{c}_lo", f"{c}_hi"]
+    return out
 
 
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
@@ -87,6 +157,9 @@ def _over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
                      train_code_version=" ".join(dict.fromkeys(g.get("train_code_version", pd.Series()).dropna()
                                                                .astype(str))),
                      metrics_file=" ".join(g.metrics_file))
+        for source in ACCURACIES.values():  # every seed's per-video correctness, stacked (seeds, videos)
+            if f"_{source}" in g and g[f"_{source}"].notna().all():
+                first[f"_{source}"] = np.stack(list(g[f"_{source}"]))
         out.append(first)
     return pd.DataFrame(out)
 
@@ -120,7 +193,8 @@ def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = No
                 "seeds", "val_top1_per_seed", "params", "gflops", "dataset", "train_code_version", "metrics_file"]
     else:
         raise ValueError(f"unknown table {kind!r}; one of {TABLES}")
-    return out[[c for c in cols if c in out]].reset_index(drop=True)
+    out = add_intervals(out)
+    return out[[c for c in _with_intervals(cols) if c in out]].reset_index(drop=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,6 +25,17 @@ for _table in TABLES[1:]:  # table2, table5 where the profile asks for them
         shell: "python -m tinlab table --table {params.table} --metrics {input} --out {output} > {log} 2>&1"
 
 
+rule comparisons:
+    localrule: True
+    input:
+        tables=[f"results/{t}.csv" for t in TABLES],
+        predictions=[m.replace("metrics.json", "metrics.predictions.csv") for t in TABLES for m in metrics_of(t)],
+    output: "results/comparisons.csv"
+    log: "logs/comparisons.log"
+    conda: CONDA_ENV
+    shell: "python -m tinlab compare --tables {input.tables} --out {output} > {log} 2>&1"
+
+
 rule plots:
     localrule: True
     input:
@@ -48,8 +59,8 @@ rule plots:
 rule summary:
     localrule: True
     input:
-        tables=[f"results/{t}.csv" for t in TABLES] + ["results/complexity.csv", "results/equivalence.csv",
-                                                        "results/latency.csv"],
+        tables=[f"results/{t}.csv" for t in TABLES] + ["results/comparisons.csv", "results/complexity.csv",
+                                                        "results/equivalence.csv", "results/latency.csv"],
         plots=rules.plots.output,
     output: "results/README.md"
     params: title=f"tinlab results: {config['experiment']}"

@@ -41,6 +41,7 @@ rule evaluate_published:
     output:
         metrics=f"{RUNS}/{{variant}}/metrics.json",
         offsets=f"{RUNS}/{{variant}}/metrics.offsets.csv",
+        predictions=f"{RUNS}/{{variant}}/metrics.predictions.csv",
     wildcard_constraints: variant=r"published-[^/]+"
     log: "logs/evaluate/{variant}.log"
     benchmark: "benchmarks/evaluate/{variant}.tsv"
@@ -57,6 +58,7 @@ rule evaluate:
     output:
         metrics=f"{RUNS}/{{variant}}/metrics.json",
         offsets=f"{RUNS}/{{variant}}/metrics.offsets.csv",  # TIN/r-TCN offsets and weights (no rows for others)
+        predictions=f"{RUNS}/{{variant}}/metrics.predictions.csv",  # one row per validation video
     wildcard_constraints: variant=r"(?!published-)[^/]+"
     params: run=lambda w, input: os.path.dirname(input[0])
     log: "logs/evaluate/{variant}.log"

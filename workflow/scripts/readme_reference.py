@@ -3,7 +3,7 @@
     python workflow/scripts/readme_reference.py [--reference results/reference] [--readme README.md] [--check]
 
 Replaces the text between ``<!-- reference-tables:begin -->`` and ``<!-- reference-tables:end -->`` in
-the README with Tables 1, 2 and 5 and the latency ratios, read from ``results/reference/*.csv`` and their
+the README with Tables 1, 2 and 5 (with 95% intervals), the latency ratios and the paired comparisons, read from ``results/reference/*.csv`` and their
 provenance, so every number there comes from a committed result file. ``--check`` exits 1 when the
 README is not up to date instead of rewriting it.
 """
@@ -31,30 +31,52 @@ def _md(frame: pd.DataFrame, floatfmt: str = ".1f") -> str:
     return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
+def _ci(t: pd.DataFrame, column: str) -> pd.Series:
+    """``"86.1 [80.6, 91.0]"``: the value with its 95% interval where the table has one."""
+    if f"{column}_lo" not in t:
+        return t[column]
+    return pd.Series([float("nan") if v != v else f"{v:.1f}" if lo != lo else f"{v:.1f} [{lo:.1f}, {hi:.1f}]"
+                      for v, lo, hi in zip(t[column], t[f"{column}_lo"], t[f"{column}_hi"])], index=t.index)
+
+
 def table1(ref: Path) -> str:
     t = pd.read_csv(ref / "table1.csv")
     out = pd.DataFrame({
         "model": t.model, "frames": t.frames, "epochs": t.epochs,
         "GFLOPs/video": t.gflops.map(lambda v: f"{v:.4f}"), "params (M)": t.params.map(lambda v: f"{v / 1e6:.3f}"),
-        "top-1": t.val_top1, "top-5": t.val_top5, "twin pair acc.": t.pair_accuracy, "latency (ms)": t.latency_ms})
+        "top-1": _ci(t, "val_top1"), "top-5": t.val_top5, "twin pair acc.": _ci(t, "pair_accuracy"),
+        "latency (ms)": t.latency_ms})
     return _md(out)
 
 
 def table2(ref: Path) -> str:
     t = pd.read_csv(ref / "table2.csv")
-    return _md(pd.DataFrame({"dataset": t.dataset, "model": t.model, "frames": t.frames, "top-1": t.val_top1,
-                             "top-5": t.val_top5, "twin pair acc.": t.pair_accuracy}))
+    return _md(pd.DataFrame({"dataset": t.dataset, "model": t.model, "frames": t.frames, "top-1": _ci(t, "val_top1"),
+                             "top-5": t.val_top5, "twin pair acc.": _ci(t, "pair_accuracy")}))
 
 
 def table5(ref: Path) -> str:
     t = pd.read_csv(ref / "table5.csv")
     out = pd.DataFrame({"offset groups": t.groups, "reverse offsets": t.reverse, "boundary": t.boundary,
-                        "top-1": t.val_top1, "top-5": t.val_top5, "twin pair acc.": t.pair_accuracy,
+                        "top-1": _ci(t, "val_top1"), "top-5": t.val_top5, "twin pair acc.": _ci(t, "pair_accuracy"),
                         "params": t.params})
-    if "val_top1_std" in t and t.val_top1_std.notna().any():  # several seeds per row: mean ± sample standard deviation, and every seed
-        out["top-1"] = [f"{m:.1f} ± {sd:.1f}" if sd == sd else f"{m:.1f}" for m, sd in zip(t.val_top1, t.val_top1_std)]
-        out.insert(4, "top-1 per seed", t.val_top1_per_seed.astype(str).map(
+    if "val_top1_std" in t and t.val_top1_std.notna().any():  # several seeds per row: their sd and every seed
+        out.insert(4, "sd over seeds", t.val_top1_std)
+        out.insert(5, "top-1 per seed", t.val_top1_per_seed.astype(str).map(
             lambda v: " / ".join(f"{float(x):.1f}" for x in v.split(";"))))
+    return _md(out)
+
+
+def comparisons(ref: Path) -> str:
+    t = pd.read_csv(ref / "comparisons.csv")
+    out = pd.DataFrame({
+        "table": t["table"], "frames": t.frames, "dataset": t.dataset, "model": t.model, "against": t.reference,
+        "Δ top-1 [95% interval]": [f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" for d, lo, hi in
+                                   zip(t.diff_top1, t.diff_top1_lo, t.diff_top1_hi)],
+        "only model / only ref. right": [f"{a} / {b}" for a, b in zip(t.only_model_right, t.only_reference_right)],
+        "p (McNemar)": t.p_mcnemar.map(lambda p: f"{p:.2g}"), "p (Holm)": t.p_holm.map(lambda p: f"{p:.2g}"),
+        "verdict": t.verdict,
+        "videos needed": t.videos_needed.map(lambda v: "–" if v != v else f"{int(v)}")})
     return _md(out)
 
 
@@ -97,6 +119,15 @@ def render(ref: Path, shown: str) -> str:
              "channels for 4 groups plus 4 reverse groups; top-1 as mean ± standard deviation over the seeds "
              "where there are several):", table5(ref),
              f"**Latency ratios** (`{shown}/latency.csv`, same run, interleaved rounds):", latency_ratios(ref)]
+    if (ref / "comparisons.csv").is_file():
+        parts += [f"**Comparisons** (`{shown}/comparisons.csv`, `tinlab compare`): each model against TSN and TSM, "
+                  "each ablation row against TIN's default row (G=2, reverse offsets, zero boundary), on the same "
+                  "validation videos; Δ top-1 in points with the 95% interval of a paired bootstrap (10,000 "
+                  "resamples of videos, and of seeds where rows have three); exact McNemar test on seed 0's runs "
+                  "(discordant videos: only the model right / only the reference right), Holm-adjusted within each "
+                  "table; \"better\"/\"worse\" when the adjusted p < 0.05 and the interval excludes 0; \"videos "
+                  "needed\": validation videos at which the observed discordance rates would reach p < 0.05 / "
+                  "(comparisons in the table).", comparisons(ref)]
     return "\n\n".join(parts)
 
 

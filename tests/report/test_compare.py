@@ -1,0 +1,132 @@
+"""Per-video predictions, intervals in the tables, and `tinlab compare` on prediction files written here."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tinlab.engine.evaluate import per_video_predictions
+from tinlab.errors import DataError
+from tinlab.report.compare import compare, compare_table
+from tinlab.report.stats import bootstrap_interval
+from tinlab.report.tables import build_table
+
+
+def test_per_video_predictions_by_hand():
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [0.0, 1.0, 2.0]])
+    labels = torch.tensor([0, 2, 2])
+    table = per_video_predictions(logits, labels, ["a", "b", "c"], twins=[1, None, 0])
+    assert list(table.video) == ["a", "b", "c"] and list(table.pred) == [0, 1, 2]
+    assert list(table.correct) == [1, 0, 1] and list(table.top5_correct) == [1, 1, 1]
+    # a: class 0, twin 1, logit 3 > 1: right; b, c: class 2, twin 0: 1 > 0 and 2 > 0: right
+    assert list(table.twin) == [1, 0, 0] and list(table.pair_correct) == [1, 1, 1]
+    no_twins = per_video_predictions(logits, labels, ["a", "b", "c"])
+    assert no_twins.pair_correct.isna().all()
+    with pytest.raises(ValueError, match="2 video names for 3"):
+        per_video_predictions(logits, labels, ["a", "b"])
+
+
+def _run(tmp_path, name, correct, videos=None):
+    """A metrics path whose predictions CSV says which of the videos were right."""
+    folder = tmp_path / name
+    folder.mkdir(parents=True)
+    n = len(correct)
+    pd.DataFrame({"index": range(n), "video": videos or [f"v{i}" for i in range(n)], "label": 0,
+                  "pred": [0 if c else 1 for c in correct], "correct": [int(c) for c in correct],
+                  "top5_correct": 1, "twin": pd.NA, "pair_correct": pd.NA}).to_csv(
+        folder / "metrics.predictions.csv", index=False)
+    return str(folder / "metrics.json")
+
+
+def _table1(rows):
+    return pd.DataFrame([{"model": m, "dataset": "d", "frames": 8, "val_top1": 100 * np.mean(c), "metrics_file": f}
+                         for m, c, f in rows])
+
+
+def test_identical_prediction_files_differ_by_zero_with_p_one(tmp_path):
+    rng = np.random.default_rng(0)
+    tsn, tsm = rng.random(60) < 0.3, rng.random(60) < 0.7
+    rows = [("tsn", tsn, _run(tmp_path, "tsn", tsn)), ("tsm", tsm, _run(tmp_path, "tsm", tsm)),
+            ("tin", tsm, _run(tmp_path, "tin", tsm))]  # TIN's file: the same predictions as TSM's
+    out = compare_table("table1", _table1(rows))
+    assert list(zip(out.model, out.reference)) == [("tsm", "tsn"), ("tin", "tsn"), ("tin", "tsm")]
+    same = out.iloc[2]
+    assert (same.diff_top1, same.diff_top1_lo, same.diff_top1_hi, same.p_mcnemar) == (0.0, 0.0, 0.0, 1.0)
+    assert same.verdict == "not distinguishable at this size" and pd.isna(same.videos_needed)
+    assert out.p_holm.iloc[2] == 1.0
+
+
+def test_a_clear_difference_is_better_and_a_small_one_needs_more_videos(tmp_path):
+    n = 100
+    tsn = np.arange(n) < 30
+    tsm = np.arange(n) < 80  # right on every video TSN gets right, and 50 more: McNemar 50 vs 0
+    tin = np.arange(n) < 83  # 3 more than TSM: McNemar 3 vs 0, p = 0.25
+    rows = [("tsn", tsn, _run(tmp_path, "tsn", tsn)), ("tsm", tsm, _run(tmp_path, "tsm", tsm)),
+            ("tin", tin, _run(tmp_path, "tin", tin))]
+    out = compare_table("table1", _table1(rows)).set_index(["model", "reference"])
+    better = out.loc[("tsm", "tsn")]
+    assert better.diff_top1 == pytest.approx(50.0) and better.p_mcnemar == pytest.approx(2 * 0.5 ** 50)
+    assert (better.only_model_right, better.only_reference_right) == (50, 0)
+    assert better.verdict == "better" and pd.isna(better.videos_needed)
+    close = out.loc[("tin", "tsm")]
+    assert close.p_mcnemar == pytest.approx(0.25) and close.verdict == "not distinguishable at this size"
+    # 3 vs 0 discordant per 100 videos; 3 comparisons: p < 0.05 / 3 needs 7 vs 0 (p = 1/64): 7 / 0.03 videos
+    # -> round(3 n / 100) >= 7 from n = 217
+    assert close.videos_needed == 217
+    worse = compare_table("table1", _table1([rows[1], ("tin", tsn, _run(tmp_path, "tin2", tsn))]))
+    assert list(worse.verdict) == ["worse"]
+
+
+def test_videos_must_be_the_same(tmp_path):
+    a, b = np.ones(5, bool), np.zeros(5, bool)
+    rows = [("tsn", a, _run(tmp_path, "tsn", a)), ("tin", b, _run(tmp_path, "tin", b, videos=list("abcde")))]
+    with pytest.raises(DataError, match="different videos"):
+        compare_table("table1", _table1(rows))
+    rows[1] = ("tin", b, str(tmp_path / "missing" / "metrics.json"))
+    with pytest.raises(DataError, match="no per-video predictions"):
+        compare_table("table1", _table1(rows))
+
+
+def test_table5_rows_against_the_default_row_over_seeds(tmp_path):
+    rng = np.random.default_rng(1)
+    runs = {(g, r, s): rng.random(40) < 0.6 for g in (1, 2) for r in (True, False) for s in (0, 1)}
+    frame = pd.DataFrame([{"groups": g, "reverse": r, "boundary": "zero", "frames": 8, "dataset": "d",
+                           "seeds": "0 1", "val_top1": 0.0,
+                           "metrics_file": " ".join(_run(tmp_path, f"g{g}{r}s{s}", runs[(g, r, s)]) for s in (0, 1))}
+                          for g in (1, 2) for r in (True, False)])
+    (tmp_path / "table5.csv").write_text(frame.to_csv(index=False))
+    out = compare([tmp_path / "table5.csv"])
+    assert set(out.reference) == {"G=2 reverse=True boundary=zero"} and len(out) == 3
+    row = out[out.model == "G=1 reverse=True boundary=zero"].iloc[0]
+    both = lambda g, r: np.stack([runs[(g, r, 0)], runs[(g, r, 1)]])  # noqa: E731
+    assert row.diff_top1 == pytest.approx(100 * (both(1, True).mean() - both(2, True).mean()))
+    assert row.seeds == "0 1" and row.mcnemar_seeds == "0 vs 0" and row.videos == 40
+    frame.loc[frame.groups == 2, "groups"] = 4  # no default row left
+    (tmp_path / "table5.csv").write_text(frame.to_csv(index=False))
+    with pytest.raises(DataError, match="0 rows with TIN's defaults"):
+        compare([tmp_path / "table5.csv"])
+
+
+def test_tables_carry_intervals_over_videos_and_seeds():
+    rng = np.random.default_rng(2)
+    correct = [rng.random(30) < p for p in (0.5, 0.6, 0.7)]
+
+    def row(seed, c):
+        return dict(model="tin", groups=2, reverse=True, boundary="zero", options="{}", frames=8, dataset="d",
+                    backbone="resnet18", input_size=48, seed=seed, val_top1=100 * c.mean(), val_top5=100.0,
+                    pair_accuracy=None, params=1, gflops=0.1, metrics_file=f"s{seed}/metrics.json",
+                    _correct=c, _top5_correct=np.ones(30, bool), _pair_correct=np.zeros(0, bool))
+
+    table = build_table("table5", pd.DataFrame([row(s, c) for s, c in enumerate(correct)]))
+    _, lo, hi = bootstrap_interval(np.stack(correct))
+    assert (table.val_top1_lo[0], table.val_top1_hi[0]) == (pytest.approx(100 * lo), pytest.approx(100 * hi))
+    assert table.val_top1_lo[0] < table.val_top1[0] < table.val_top1_hi[0]
+    assert table.val_top5_lo[0] == table.val_top5_hi[0] == 100.0
+    assert math.isnan(table.pair_accuracy_lo[0])  # no twins: no interval
+    assert list(table.columns[4:10]) == ["val_top1", "val_top1_lo", "val_top1_hi", "val_top1_std", "val_top5",
+                                         "val_top5_lo"]
+    t1 = build_table("table1", pd.DataFrame([{**row(0, correct[0]), "model": "tsn"}]).drop(columns="_correct"))
+    assert math.isnan(t1.val_top1_lo[0])  # metrics without predictions: empty interval, not an error

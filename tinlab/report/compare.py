@@ -1,0 +1,156 @@
+"""``python -m tinlab compare --tables results/table1.csv ... --out results/comparisons.csv``: every model
+of a table against its references, video by video, with a verdict that accounts for noise.
+
+Comparisons (each on the same validation videos, from the per-video predictions beside each metrics JSON):
+
+* ``table1`` (per number of frames) and ``table2`` (per dataset): each model against TSN and against TSM;
+* ``table5``: each ablation row against the paper's default TIN row (the registry's default groups,
+  reverse offsets and boundary).
+
+Per comparison: the difference in top-1 (percentage points) with its 95% interval from a paired bootstrap
+over videos (and seeds, paired by seed where both rows have the same number; :mod:`tinlab.report.stats`,
+10,000 resamples, seed 0); the exact McNemar test on one run of each (the first seed both rows share, else
+each row's first seed); Holm's adjustment over all comparisons of the table (one family per table); and
+the verdict: "better" / "worse" when the adjusted p < 0.05 and the interval excludes 0, else "not
+distinguishable at this size". For those, ``videos_needed``: the number of validation videos at which the
+observed discordance rates would give an exact McNemar p below 0.05 / m (m comparisons in the table:
+Bonferroni, the most Holm can demand), empty when the observed difference is 0.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from .stats import LEVEL, RESAMPLES, holm, mcnemar_exact, paired_bootstrap_difference, verdict, videos_needed
+from .tables import read_predictions
+
+ALPHA = 1 - LEVEL
+COLUMNS = ["table", "dataset", "frames", "model", "reference", "seeds", "reference_seeds", "mcnemar_seeds",
+           "videos", "top1", "reference_top1", "diff_top1", "diff_top1_lo", "diff_top1_hi", "only_model_right",
+           "only_reference_right", "p_mcnemar", "p_holm", "verdict", "videos_needed"]
+
+
+class Row:
+    """One table row's runs: seeds and per-video correctness (seeds, videos), with the video names."""
+
+    def __init__(self, table: str, record: pd.Series):
+        files = str(record["metrics_file"]).split()
+        seeds = [int(s) for s in str(record.get("seeds", "")).split()] if "seeds" in record else []
+        if not seeds:
+            seeds = [int(record["seed"])] if "seed" in record and pd.notna(record.get("seed")) else [0] * len(files)
+        if len(seeds) != len(files):
+            raise DataError(f"{table}: row with metrics {files} lists seeds {seeds}")
+        runs, videos = [], None
+        for f in files:
+            preds = read_predictions(f)
+            if preds is None:
+                raise DataError(f"{f}: no per-video predictions beside it ({Path(f).stem}.predictions.csv); "
+                                f"evaluate the run again with this tinlab")
+            if videos is not None and tuple(preds.video) != videos:
+                raise DataError(f"{f}: evaluated on other videos than {files[0]}")
+            videos = tuple(preds.video)
+            runs.append(preds.correct.to_numpy(bool))
+        self.files, self.seeds, self.videos, self.correct = files, seeds, videos, np.stack(runs)
+
+
+def _label(table: str, record: pd.Series) -> str:
+    if table == "table5":
+        return f"G={int(record['groups'])} reverse={record['reverse']} boundary={record['boundary']}"
+    return str(record["model"])
+
+
+def _pairs(table: str, frame: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
+    """(row, reference row) pairs of one table."""
+    pairs = []
+    if table in ("table1", "table2"):
+        for _, group in frame.groupby(["dataset", "frames"], sort=False):
+            by_model = {r["model"]: r for _, r in group.iterrows()}
+            for ref in ("tsn", "tsm"):
+                if ref not in by_model:
+                    continue
+                for name, r in by_model.items():
+                    if name != ref and not (ref == "tsm" and name == "tsn"):
+                        pairs.append((r, by_model[ref]))
+    elif table == "table5":
+        from ..models import default_op_options
+
+        d = default_op_options("tin")
+        default = frame[(frame.groups == d["groups"]) & (frame.reverse == d["reverse"]) &
+                        (frame.boundary == d["boundary"])]
+        if len(default) != 1:
+            raise DataError(f"table5 has {len(default)} rows with TIN's defaults (groups {d['groups']}, reverse "
+                            f"{d['reverse']}, boundary {d['boundary']}): the comparison needs exactly one")
+        ref = default.iloc[0]
+        pairs = [(r, ref) for i, r in frame.iterrows() if i != default.index[0]]
+    else:
+        raise ValueError(f"no comparisons defined for {table!r}")
+    return pairs
+
+
+def compare_table(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    for record, ref in _pairs(table, frame):
+        a, b = Row(table, record), Row(table, ref)
+        if a.videos != b.videos:
+            raise DataError(f"{table}: {a.files[0]} and {b.files[0]} were evaluated on different videos")
+        diff, lo, hi = paired_bootstrap_difference(a.correct, b.correct)
+        common = [s for s in a.seeds if s in b.seeds]
+        sa, sb = (common[0], common[0]) if common else (a.seeds[0], b.seeds[0])
+        only_a, only_b, p = mcnemar_exact(a.correct[a.seeds.index(sa)], b.correct[b.seeds.index(sb)])
+        rows.append({"table": table, "dataset": record["dataset"], "frames": int(record["frames"]),
+                     "model": _label(table, record), "reference": _label(table, ref),
+                     "seeds": " ".join(map(str, a.seeds)), "reference_seeds": " ".join(map(str, b.seeds)),
+                     "mcnemar_seeds": f"{sa} vs {sb}", "videos": len(a.videos),
+                     "top1": 100 * a.correct.mean(), "reference_top1": 100 * b.correct.mean(),
+                     "diff_top1": 100 * diff, "diff_top1_lo": 100 * lo, "diff_top1_hi": 100 * hi,
+                     "only_model_right": only_a, "only_reference_right": only_b, "p_mcnemar": p})
+    out = pd.DataFrame(rows, columns=COLUMNS[:17])
+    if out.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    out["p_holm"] = holm(out.p_mcnemar)
+    out["verdict"] = [verdict(d / 100, lo / 100, hi / 100, p) for d, lo, hi, p in
+                      zip(out.diff_top1, out.diff_top1_lo, out.diff_top1_hi, out.p_holm)]
+    bonferroni = ALPHA / len(out)
+    out["videos_needed"] = pd.array([
+        videos_needed(a, b, n, bonferroni) if v != "better" and v != "worse" else None
+        for a, b, n, v in zip(out.only_model_right, out.only_reference_right, out.videos, out.verdict)], dtype="Int64")
+    return out[COLUMNS]
+
+
+def compare(tables: list[str | Path]) -> pd.DataFrame:
+    frames = []
+    for path in tables:
+        path = Path(path)
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: not a readable results table ({e})") from None
+        if "metrics_file" not in frame:
+            raise DataError(f"{path}: no metrics_file column (not a table written by tinlab table)")
+        frames.append(compare_table(path.stem, frame))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tables", nargs="+", required=True,
+                        help="table1.csv / table2.csv / table5.csv written by `tinlab table` (named by table)")
+    parser.add_argument("--out", required=True, help="CSV to write (results/comparisons.csv)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..utils.io import write_csv
+    from ..utils.provenance import provenance
+
+    out = compare(args.tables)
+    write_csv(out, args.out, provenance({"tables": args.tables, "resamples": RESAMPLES, "level": LEVEL,
+                                         "correction": "holm per table", "test": "exact McNemar"}))
+    shown = out.drop(columns=["dataset", "reference_seeds", "mcnemar_seeds", "only_model_right",
+                              "only_reference_right"])
+    print(shown.to_string(index=False, float_format="%.3g"))
+    print(f"-> {args.out}")
+    return 0
