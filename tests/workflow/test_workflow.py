@@ -30,8 +30,8 @@ def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
     default = snakemake(tmp_path, "-n", "results/table1.csv")
     assert default.returncode == 0, default.stderr
     jobs = jobs_to_run(default.stdout)
-    # Table 1: 5 models x 2 frame counts, each with its run config, trained and evaluated once; one dataset.
-    assert jobs["train"] == 10 and jobs["evaluate"] == 10 and jobs["run_config"] == 10
+    # Table 1: 4 models x 2 frame counts, each with its run config, trained and evaluated once; one dataset.
+    assert jobs["train"] == 8 and jobs["evaluate"] == 8 and jobs["run_config"] == 8
     assert jobs["generate_synthetic_motion"] == 1 and "generate_synthetic_appearance" not in jobs and jobs["latency"] == 1
     # base_by_frames: the 16-frame jobs of every model train 30 epochs, the 8-frame ones 20.
     for variant, epochs in (("tin_T16_synthetic-motion", 30), ("tsn_T8_synthetic-motion", 20)):
