@@ -75,7 +75,7 @@ def test_a_clear_difference_is_better_and_a_small_one_needs_more_videos(tmp_path
     assert close.p_mcnemar == pytest.approx(0.25) and close.verdict == "not distinguishable at this size"
     # 3 vs 0 discordant per 100 videos; 3 comparisons: p < 0.05 / 3 needs 7 vs 0 (p = 1/64): 7 / 0.03 videos
     # -> round(3 n / 100) >= 7 from n = 217
-    assert close.videos_needed == 217
+    assert close.videos_needed == 217 and close.limited_by == "videos" and better.limited_by == ""
     worse = compare_table("table1", _table1([rows[1], ("tin", tsn, _run(tmp_path, "tin2", tsn))]))
     assert list(worse.verdict) == ["worse"]
 
@@ -104,6 +104,21 @@ def test_table5_rows_against_the_default_row_over_seeds(tmp_path):
     both = lambda g, r: np.stack([runs[(g, r, 0)], runs[(g, r, 1)]])  # noqa: E731
     assert row.diff_top1 == pytest.approx(100 * (both(1, True).mean() - both(2, True).mean()))
     assert row.seeds == "0 1" and row.mcnemar_seeds == "0 vs 0" and row.videos == 40
+    assert set(out.limited_by) <= {"", "videos", "seeds"}
+
+    # The default row is right on half the videos with both seeds; G=1 on every video with seed 0 and on
+    # none with seed 1. McNemar on seed 0 (20 vs 0 discordant) is decisive, the interval over seeds holds 0
+    # (the seed draws give G=1 100%, 0% or 50%): seeds, not videos, are what is missing.
+    half = np.arange(40) < 20
+    rows = {"G=2": [half, half], "G=1": [np.ones(40, bool), np.zeros(40, bool)]}
+    files = {k: " ".join(_run(tmp_path, f"{k}-s{s}", c) for s, c in enumerate(v)) for k, v in rows.items()}
+    split = pd.DataFrame([{"groups": g, "reverse": True, "boundary": "zero", "frames": 8, "dataset": "d",
+                           "seeds": "0 1", "metrics_file": files[f"G={g}"]} for g in (2, 1)])
+    decided = compare_table("table5", split).iloc[0]
+    assert decided.p_holm < 1e-5 and decided.diff_top1 == 0.0
+    assert decided.verdict == "not distinguishable at this size" and decided.limited_by == "seeds"
+    assert pd.isna(decided.videos_needed)
+
     frame.loc[frame.groups == 2, "groups"] = 4  # no default row left
     (tmp_path / "table5.csv").write_text(frame.to_csv(index=False))
     with pytest.raises(DataError, match="0 rows with TIN's defaults"):

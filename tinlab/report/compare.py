@@ -12,9 +12,12 @@ over videos (and seeds, paired by seed where both rows have the same number; :mo
 10,000 resamples, seed 0); the exact McNemar test on one run of each (the first seed both rows share, else
 each row's first seed); Holm's adjustment over all comparisons of the table (one family per table); and
 the verdict: "better" / "worse" when the adjusted p < 0.05 and the interval excludes 0, else "not
-distinguishable at this size". For those, ``videos_needed``: the number of validation videos at which the
-observed discordance rates would give an exact McNemar p below 0.05 / m (m comparisons in the table:
-Bonferroni, the most Holm can demand), empty when the observed difference is 0.
+distinguishable at this size". For those, ``limited_by``: "videos" when the adjusted McNemar p is not below
+0.05 (more validation videos would help), "seeds" when it is but the interval over seeds holds 0 (the
+runs of a row disagree: more seeds would help, not more videos); and for "videos", ``videos_needed``: the
+number of validation videos at which the observed discordance rates would give an exact McNemar p below
+0.05 / m (m comparisons in the table: Bonferroni, the most Holm can demand), empty when the observed
+difference is 0.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from .tables import read_predictions
 ALPHA = 1 - LEVEL
 COLUMNS = ["table", "dataset", "frames", "model", "reference", "seeds", "reference_seeds", "mcnemar_seeds",
            "videos", "top1", "reference_top1", "diff_top1", "diff_top1_lo", "diff_top1_hi", "only_model_right",
-           "only_reference_right", "p_mcnemar", "p_holm", "verdict", "videos_needed"]
+           "only_reference_right", "p_mcnemar", "p_holm", "verdict", "limited_by", "videos_needed"]
 
 
 class Row:
@@ -92,6 +95,13 @@ def _pairs(table: str, frame: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]
     return pairs
 
 
+def _limited_by(verdict_: str, p_adjusted: float, seeds: str, reference_seeds: str) -> str:
+    if verdict_ in ("better", "worse"):
+        return ""
+    several = len(seeds.split()) > 1 or len(reference_seeds.split()) > 1
+    return "seeds" if p_adjusted < ALPHA and several else "videos"
+
+
 def compare_table(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for record, ref in _pairs(table, frame):
@@ -115,10 +125,14 @@ def compare_table(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     out["p_holm"] = holm(out.p_mcnemar)
     out["verdict"] = [verdict(d / 100, lo / 100, hi / 100, p) for d, lo, hi, p in
                       zip(out.diff_top1, out.diff_top1_lo, out.diff_top1_hi, out.p_holm)]
+    # What keeps an undecided pair undecided: the videos (McNemar not significant on this many), or the
+    # seeds (McNemar significant on one run of each, but the interval over seeds holds 0: the runs disagree).
+    out["limited_by"] = [_limited_by(*row) for row in zip(out.verdict, out.p_holm, out.seeds, out.reference_seeds)]
     bonferroni = ALPHA / len(out)
     out["videos_needed"] = pd.array([
-        videos_needed(a, b, n, bonferroni) if v != "better" and v != "worse" else None
-        for a, b, n, v in zip(out.only_model_right, out.only_reference_right, out.videos, out.verdict)], dtype="Int64")
+        videos_needed(a, b, n, bonferroni) if limit == "videos" else None
+        for a, b, n, limit in zip(out.only_model_right, out.only_reference_right, out.videos, out.limited_by)],
+        dtype="Int64")
     return out[COLUMNS]
 
 

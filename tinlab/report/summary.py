@@ -22,9 +22,10 @@ COMPARISONS = (
     "bootstrap (10,000 resamples of the videos, and of the seeds where rows have several, paired by seed). "
     "`p_mcnemar`: exact McNemar test on one run of each (`mcnemar_seeds`); `p_holm`: Holm-adjusted over the "
     "comparisons of the table. Verdict \"better\" / \"worse\" when `p_holm` < 0.05 and the interval excludes 0; "
-    "otherwise \"not distinguishable at this size\", with `videos_needed`: the validation videos at which the "
-    "observed discordance rates would give p < 0.05 / (comparisons in the table), empty when the observed "
-    "difference is 0.")
+    "otherwise \"not distinguishable at this size\", with `limited_by`: `videos` (McNemar not significant) or "
+    "`seeds` (McNemar significant on one run of each, the interval over seeds holds 0), and for `videos`, "
+    "`videos_needed`: the validation videos at which the observed discordance rates would give p < 0.05 / "
+    "(comparisons in the table), empty when the observed difference is 0.")
 
 
 def render(tables: list[Path], plots: list[Path], out: Path, title: str) -> str:

@@ -76,7 +76,8 @@ def comparisons(ref: Path) -> str:
         "only model / only ref. right": [f"{a} / {b}" for a, b in zip(t.only_model_right, t.only_reference_right)],
         "p (McNemar)": t.p_mcnemar.map(lambda p: f"{p:.2g}"), "p (Holm)": t.p_holm.map(lambda p: f"{p:.2g}"),
         "verdict": t.verdict,
-        "videos needed": t.videos_needed.map(lambda v: "–" if v != v else f"{int(v)}")})
+        "videos needed": [("more seeds" if lim == "seeds" else "–") if v != v else f"{int(v)}"
+                          for v, lim in zip(t.videos_needed, t.get("limited_by", pd.Series([""] * len(t))).fillna(""))]})
     return _md(out)
 
 
@@ -127,7 +128,8 @@ def render(ref: Path, shown: str) -> str:
                   "(discordant videos: only the model right / only the reference right), Holm-adjusted within each "
                   "table; \"better\"/\"worse\" when the adjusted p < 0.05 and the interval excludes 0; \"videos "
                   "needed\": validation videos at which the observed discordance rates would reach p < 0.05 / "
-                  "(comparisons in the table).", comparisons(ref)]
+                  "(comparisons in the table), or \"more seeds\" where McNemar on seed 0 is decisive but the interval over "
+                  "the seeds holds 0 (the row's runs disagree).", comparisons(ref)]
     return "\n\n".join(parts)
 
 
