@@ -68,10 +68,14 @@ def test_interrupted_and_killed_workflows_resume(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
 
     first = _start(tmp_path, tmp_path / "p.yaml")  # Ctrl-C: snakemake stops its jobs and cleans up
-    cut = _wait_for_epoch(tmp_path, 0)
+    _wait_for_epoch(tmp_path, 0)
     os.killpg(first.pid, signal.SIGINT)
     assert first.wait(120) != 0
     _wait_until_free(tmp_path)
+    # Where the interrupted training stopped: on a loaded machine it may finish another epoch between the
+    # read above and the SIGINT, and that epoch must not be taken for the second run's progress (the
+    # second run would then be killed before Snakemake took its lock).
+    cut = torch.load(tmp_path / RUN / "checkpoint.pt", weights_only=True)["epoch"]
 
     second = _start(tmp_path, tmp_path / "p.yaml")  # kill -9 of everything: snakemake's lock stays behind
     cut = _wait_for_epoch(tmp_path, cut)  # only the second run's training can move it now
