@@ -14,10 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
-from _snakemake import REPO, SMOKE, snakemake  # noqa: E402
+from _snakemake import REPO, SMOKE, one_long_run_profile, snakemake  # noqa: E402
 
 pytestmark = pytest.mark.slurm
 
@@ -93,13 +92,7 @@ def test_smoke_profile_on_slurm_matches_the_local_run(cluster, tmp_path):
 
 def test_a_cancelled_training_job_resumes_from_its_checkpoint(cluster, tmp_path):
     run = "results/runs/tsn_T4_synthetic-motion"
-    profile = yaml.safe_load(SMOKE.read_text())
-    profile.update(table1={"dataset": "synthetic-motion", "models": ["tsn"], "frames": [4]},
-                   latency={"rounds": 1, "warmup": 0, "modes": ["infer"], "trace": False, "threads": 1})
-    profile["base"]["optim"].update(epochs=30, milestones=[])
-    for table in ("table2", "table5"):
-        del profile[table]
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    one_long_run_profile(tmp_path, 30)
     args = ("results/table1.csv", "--configfile", str(tmp_path / "p.yaml"))
 
     environ = {**os.environ, **cluster, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}

@@ -25,3 +25,18 @@ def jobs_to_run(out: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run."""
     stats = out.split("Job stats:", 1)[1] if "Job stats:" in out else ""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def one_long_run_profile(folder: Path, epochs: int) -> Path:
+    """The smoke profile cut to one TSN training of ``epochs`` epochs (Table 1 alone, a one-round latency):
+    a job long enough to interrupt. Written to ``folder/p.yaml``; returns its path."""
+    import yaml
+
+    profile = yaml.safe_load(SMOKE.read_text())
+    profile.update(table1={"dataset": "synthetic-motion", "models": ["tsn"], "frames": [4]},
+                   latency={"rounds": 1, "warmup": 0, "modes": ["infer"], "trace": False, "threads": 1})
+    profile["base"]["optim"].update(epochs=epochs, milestones=[])
+    for table in ("table2", "table5"):
+        del profile[table]
+    (folder / "p.yaml").write_text(yaml.safe_dump(profile))
+    return folder / "p.yaml"

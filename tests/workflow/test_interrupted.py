@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from tinlab.engine.checkpoint import RunFolder
 from tinlab.errors import RunFolderError
 
-from _snakemake import REPO, SMOKE, snakemake
+from _snakemake import REPO, one_long_run_profile, snakemake
 
 RUN = "results/runs/tsn_T4_synthetic-motion"
 
@@ -59,13 +58,7 @@ def _wait_until_free(workdir: Path, timeout: float = 120) -> None:
 
 @pytest.mark.slow
 def test_interrupted_and_killed_workflows_resume(tmp_path):
-    profile = yaml.safe_load(SMOKE.read_text())
-    profile.update(table1={"dataset": "synthetic-motion", "models": ["tsn"], "frames": [4]},
-                   latency={"rounds": 1, "warmup": 0, "modes": ["infer"], "trace": False, "threads": 1})
-    profile["base"]["optim"].update(epochs=40, milestones=[])
-    for table in ("table2", "table5"):
-        del profile[table]
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    one_long_run_profile(tmp_path, 40)
 
     first = _start(tmp_path, tmp_path / "p.yaml")  # Ctrl-C: snakemake stops its jobs and cleans up
     _wait_for_epoch(tmp_path, 0)

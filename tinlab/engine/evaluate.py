@@ -122,11 +122,13 @@ def per_video_predictions(logits: Tensor, labels: Tensor, videos: list[str],
     table = pd.DataFrame({"index": range(len(labels)), "video": videos, "label": labels.tolist(),
                           "pred": pred.tolist(), "correct": (pred == labels).int().tolist(),
                           "top5_correct": top5.int().tolist()})
-    twin = [None] * len(labels) if twins is None else [twins[c] for c in labels.tolist()]
+    twin = torch.full_like(labels, -1) if twins is None else \
+        torch.tensor([-1 if t is None else t for t in twins], dtype=labels.dtype)[labels]
+    has = twin >= 0
     own = logits.gather(1, labels[:, None])[:, 0]
-    table["twin"] = pd.array(twin, dtype="Int64")
-    table["pair_correct"] = pd.array([None if t is None else int(own[i] > logits[i, t]) for i, t in enumerate(twin)],
-                                     dtype="Int64")
+    other = logits.gather(1, twin.clamp(min=0)[:, None])[:, 0]
+    table["twin"] = pd.Series(twin.tolist(), dtype="Int64").where(has.numpy())
+    table["pair_correct"] = pd.Series((own > other).int().tolist(), dtype="Int64").where(has.numpy())
     return table
 
 

@@ -22,6 +22,7 @@ difference is 0.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,8 @@ class Row:
     def __init__(self, table: str, record: pd.Series):
         files = str(record["metrics_file"]).split()
         seeds = [int(s) for s in str(record.get("seeds", "")).split()] if "seeds" in record else []
-        if not seeds:
-            seeds = [int(record["seed"])] if "seed" in record and pd.notna(record.get("seed")) else [0] * len(files)
+        if not seeds:  # tables 1 and 2 carry no seed column: the runs' own provenance says it
+            seeds = [_seed_of(f) for f in files]
         if len(seeds) != len(files):
             raise DataError(f"{table}: row with metrics {files} lists seeds {seeds}")
         runs, videos = [], None
@@ -59,6 +60,14 @@ class Row:
             videos = tuple(preds.video)
             runs.append(preds.correct.to_numpy(bool))
         self.files, self.seeds, self.videos, self.correct = files, seeds, videos, np.stack(runs)
+
+
+def _seed_of(metrics: str) -> int:
+    """The training seed recorded in a metrics JSON; -1 when it cannot be read (shown as such)."""
+    try:
+        return int(json.loads(Path(metrics).read_text())["provenance"]["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
 
 
 def _label(table: str, record: pd.Series) -> str:

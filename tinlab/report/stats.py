@@ -55,7 +55,7 @@ def _resampled_means(runs: np.ndarray, video_idx: np.ndarray, seeds: np.ndarray 
     if s == 1:
         return per_video[0][video_idx].mean(1)
     # mean over drawn seeds of the per-video correctness, then over the drawn videos
-    weights = np.stack([np.bincount(row, minlength=s) for row in seeds]) / s  # (B, S)
+    weights = (seeds[:, :, None] == np.arange(s)).sum(1) / s  # (B, S): how often each seed was drawn
     return np.einsum("bs,bsn->b", weights, per_video[:, video_idx].transpose(1, 0, 2)) / video_idx.shape[1]
 
 
