@@ -11,7 +11,7 @@ import torch
 from tinlab.engine.evaluate import per_video_predictions
 from tinlab.errors import DataError
 from tinlab.report.compare import compare, compare_table
-from tinlab.report.stats import bootstrap_interval
+from tinlab.report.stats import NO_VERDICT, UNDECIDED, bootstrap_interval
 from tinlab.report.tables import build_table
 
 
@@ -42,8 +42,18 @@ def _run(tmp_path, name, correct, videos=None):
 
 
 def _table1(rows):
-    return pd.DataFrame([{"model": m, "dataset": "d", "frames": 8, "val_top1": 100 * np.mean(c), "metrics_file": f}
-                         for m, c, f in rows])
+    """Table 1 rows from (model, correct, metrics files): one file (one run) or a list (seeds 0, 1, ...)."""
+    out = []
+    for m, c, f in rows:
+        files = [f] if isinstance(f, str) else list(f)
+        out.append({"model": m, "dataset": "d", "frames": 8, "val_top1": 100 * np.mean(c),
+                    "seeds": " ".join(map(str, range(len(files)))), "metrics_file": " ".join(files)})
+    return pd.DataFrame(out)
+
+
+def _seeds(tmp_path, name, runs):
+    """Metrics paths of several seeds of one model (each run's per-video correctness given)."""
+    return [_run(tmp_path, f"{name}-s{s}", c) for s, c in enumerate(runs)]
 
 
 def test_identical_prediction_files_differ_by_zero_with_p_one(tmp_path):
@@ -55,29 +65,60 @@ def test_identical_prediction_files_differ_by_zero_with_p_one(tmp_path):
     assert list(zip(out.model, out.reference)) == [("tsm", "tsn"), ("tin", "tsn"), ("tin", "tsm")]
     same = out.iloc[2]
     assert (same.diff_top1, same.diff_top1_lo, same.diff_top1_hi, same.p_mcnemar) == (0.0, 0.0, 0.0, 1.0)
-    assert same.verdict == "not distinguishable at this size" and pd.isna(same.videos_needed)
-    assert out.p_holm.iloc[2] == 1.0
+    # one run per row: training noise is unmeasured, so no row gets a directional verdict, not even TSM's
+    # 40-point lead over TSN
+    assert set(out.verdict) == {NO_VERDICT} and set(out.limited_by) == {"seeds"}
+    assert out.p_seeds.isna().all() and out.p_holm.isna().all() and not out.control.any()
+    # three seeds each, TIN's runs the same as TSM's: p = 1 over seeds, not distinguishable
+    runs = [rng.random(60) < p for p in (0.6, 0.7, 0.8)]
+    three = [("tsn", tsn, _seeds(tmp_path, "tsn3", [tsn, tsn, tsn])), ("tsm", tsm, _seeds(tmp_path, "tsm3", runs)),
+             ("tin", tsm, _seeds(tmp_path, "tin3", runs))]
+    same = compare_table("table1", _table1(three)).iloc[2]
+    assert (same.diff_top1, same.p_seeds, same.p_holm) == (0.0, 1.0, 1.0) and same.verdict == UNDECIDED
 
 
 def test_a_clear_difference_is_better_and_a_small_one_needs_more_videos(tmp_path):
     n = 100
-    tsn = np.arange(n) < 30
-    tsm = np.arange(n) < 80  # right on every video TSN gets right, and 50 more: McNemar 50 vs 0
-    tin = np.arange(n) < 83  # 3 more than TSM: McNemar 3 vs 0, p = 0.25
-    rows = [("tsn", tsn, _run(tmp_path, "tsn", tsn)), ("tsm", tsm, _run(tmp_path, "tsm", tsm)),
-            ("tin", tin, _run(tmp_path, "tin", tin))]
+    idx = np.arange(n)
+    tsn = [idx < 30, idx < 28, idx < 32]
+    tsm = [idx < 80, idx < 79, idx < 81]  # right on every video TSN gets right, and ~50 more: McNemar 50 vs 0
+    tin = [idx < 83, idx < 84, idx < 80]  # 3 more than TSM (seed 0): McNemar 3 vs 0, p = 0.25
+    rows = [(m, c[0], _seeds(tmp_path, m, c)) for m, c in (("tsn", tsn), ("tsm", tsm), ("tin", tin))]
     out = compare_table("table1", _table1(rows)).set_index(["model", "reference"])
     better = out.loc[("tsm", "tsn")]
     assert better.diff_top1 == pytest.approx(50.0) and better.p_mcnemar == pytest.approx(2 * 0.5 ** 50)
     assert (better.only_model_right, better.only_reference_right) == (50, 0)
+    from scipy.stats import ttest_rel
+    # per-seed differences 50, 51, 49 points: a paired t-test over the seeds
+    assert better.p_seeds == pytest.approx(ttest_rel([0.80, 0.79, 0.81], [0.30, 0.28, 0.32]).pvalue)
+    assert better.p_holm < 0.05
     assert better.verdict == "better" and pd.isna(better.videos_needed)
     close = out.loc[("tin", "tsm")]
-    assert close.p_mcnemar == pytest.approx(0.25) and close.verdict == "not distinguishable at this size"
+    assert close.p_mcnemar == pytest.approx(0.25) and close.verdict == UNDECIDED
     # 3 vs 0 discordant per 100 videos; 3 comparisons: p < 0.05 / 3 needs 7 vs 0 (p = 1/64): 7 / 0.03 videos
     # -> round(3 n / 100) >= 7 from n = 217
     assert close.videos_needed == 217 and close.limited_by == "videos" and better.limited_by == ""
-    worse = compare_table("table1", _table1([rows[1], ("tin", tsn, _run(tmp_path, "tin2", tsn))]))
+    tin_bad = _seeds(tmp_path, "tin2", [idx < 30, idx < 31, idx < 29])
+    worse = compare_table("table1", _table1([rows[1], ("tin", tsn[0], tin_bad)]))
     assert list(worse.verdict) == ["worse"]
+
+
+def test_tin_against_rtcn_is_the_negative_control(tmp_path):
+    """Wherever TIN and r-TCN are both in a table, their comparison is a row marked as the control; seeds
+    pair (the same seed, the same data order and initial weights)."""
+    rng = np.random.default_rng(3)
+    runs = {m: [rng.random(80) < p for p in (0.7, 0.75, 0.8)] for m in ("tsn", "tsm", "tin", "rtcn")}
+    rows = [(m, r[0], _seeds(tmp_path, m, r)) for m, r in runs.items()]
+    out = compare_table("table1", _table1(rows))
+    control = out[out.control]
+    assert list(zip(control.model, control.reference)) == [("tin", "rtcn")]
+    row = control.iloc[0]
+    assert row.seeds == row.reference_seeds == "0 1 2" and row.mcnemar_seeds == "0 vs 0"
+    per_seed = [c.mean() for c in runs["tin"]], [c.mean() for c in runs["rtcn"]]
+    from scipy.stats import ttest_rel
+    assert row.p_seeds == pytest.approx(ttest_rel(*per_seed).pvalue)
+    assert len(out) == 3 + 2 + 1  # 3 vs TSN, 2 vs TSM, the control
+    assert not compare_table("table1", _table1([r for r in rows if r[0] != "rtcn"])).control.any()
 
 
 def test_videos_must_be_the_same(tmp_path):
@@ -115,8 +156,8 @@ def test_table5_rows_against_the_default_row_over_seeds(tmp_path):
     split = pd.DataFrame([{"groups": g, "reverse": True, "boundary": "zero", "frames": 8, "dataset": "d",
                            "seeds": "0 1", "metrics_file": files[f"G={g}"]} for g in (2, 1)])
     decided = compare_table("table5", split).iloc[0]
-    assert decided.p_holm < 1e-5 and decided.diff_top1 == 0.0
-    assert decided.verdict == "not distinguishable at this size" and decided.limited_by == "seeds"
+    assert decided.p_mcnemar < 1e-5 and decided.diff_top1 == 0.0 and decided.p_seeds == 1.0
+    assert decided.verdict == UNDECIDED and decided.limited_by == "seeds"
     assert pd.isna(decided.videos_needed)
 
     frame.loc[frame.groups == 2, "groups"] = 4  # no default row left
@@ -145,3 +186,19 @@ def test_tables_carry_intervals_over_videos_and_seeds():
                                          "val_top5_lo"]
     t1 = build_table("table1", pd.DataFrame([{**row(0, correct[0]), "model": "tsn"}]).drop(columns="_correct"))
     assert math.isnan(t1.val_top1_lo[0])  # metrics without predictions: empty interval, not an error
+
+
+def test_the_committed_negative_control_is_never_a_verdict():
+    """TIN and r-TCN compute the same function from the same weights on the same data: in the committed
+    default-profile comparisons their row exists at every number of frames of Table 1, pairs the same seeds,
+    and never reads "better" or "worse" (that would be the verdict rule, or the equivalence, failing)."""
+    from pathlib import Path
+
+    reference = Path(__file__).resolve().parents[2] / "results" / "reference"
+    comparisons = pd.read_csv(reference / "comparisons.csv")
+    control = comparisons[comparisons.control]
+    frames = sorted(pd.read_csv(reference / "table1.csv").frames.unique())
+    assert sorted(control[control["table"] == "table1"].frames) == frames
+    assert (control.seeds.astype(str) == control.reference_seeds.astype(str)).all()
+    assert (control.seeds.astype(str).str.split().str.len() >= 3).all()
+    assert not control.verdict.isin(["better", "worse"]).any(), control.to_string()

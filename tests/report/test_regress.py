@@ -119,3 +119,25 @@ def test_table5_means_over_other_seeds_do_not_match(tmp_path, capsys):
     assert "seeds=0" in capsys.readouterr().out
     table5.to_csv(new / "table5.csv", index=False)
     assert main(["regress", "--results", str(new), "--reference", str(ref)]) == 0
+
+
+def test_tolerance_from_the_seed_spread_scales_with_the_seeds_per_row(tmp_path, capsys):
+    """``{"sd": s, "z": z}``: a row averaging k seeds gets z sqrt(2 / k) s, rounded up to half a point:
+    s = 2, z = 3 -> 8.5 points for one seed, 5.0 for three: a 6-point drop passes the first, fails the second."""
+    import json
+
+    from tinlab.report.regress import _tolerance
+
+    table = {"table1": {"val_top1": {"sd": 2.0, "z": 3.0}}}
+    assert _tolerance(table, "table1", "val_top1", 1) == 8.5
+    assert _tolerance(table, "table1", "val_top1", 3) == 5.0
+    for seeds, expected in (("0", 0), ("0 1 2", 1)):
+        ref = write(tmp_path / seeds / "reference", TABLE1.assign(seeds=seeds))
+        (ref / "tolerances.json").write_text(json.dumps(table))
+        new = write(tmp_path / seeds / "fresh", TABLE1.assign(seeds=seeds, val_top1=[24.3, 78.0]))
+        assert main(["regress", "--results", str(new), "--reference", str(ref)]) == expected, seeds
+    # another set of seeds is another quantity: the row does not match, and that is a regression
+    ref = write(tmp_path / "other" / "reference", TABLE1.assign(seeds="0 1 2"))
+    new = write(tmp_path / "other" / "fresh", TABLE1.assign(seeds="3 4 5"))
+    assert main(["regress", "--results", str(new), "--reference", str(ref)]) == 1
+    assert "missing" in capsys.readouterr().out

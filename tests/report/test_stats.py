@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinlab.report.stats import (bootstrap_interval, holm, mcnemar_exact, paired_bootstrap_difference,
-                                 verdict, videos_needed)
+from tinlab.report.stats import (NO_VERDICT, bootstrap_interval, holm, mcnemar_exact, paired_bootstrap_difference,
+                                 seed_test, verdict, videos_needed)
 
 
 def test_exact_mcnemar_small_cases():
@@ -31,6 +31,28 @@ def test_holm_by_hand():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
     assert holm([0.02]) == pytest.approx([0.02])  # one test: unchanged
+    # an untested comparison (NaN: one run) stays NaN and does not count in m
+    out = holm([0.01, np.nan, 0.04, 0.03])
+    assert np.isnan(out[1]) and out[[0, 2, 3]] == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(holm([np.nan, np.nan])).all()
+
+
+def test_seed_test_by_hand():
+    from scipy.stats import t as student
+
+    # paired: differences 0.1, 0.2, 0.3 -> mean 0.2, sd 0.1, t = 0.2 / (0.1 / sqrt 3) = 3.4641 on 2 df
+    a, b = [0.6, 0.8, 0.9], [0.5, 0.6, 0.6]
+    assert seed_test(a, b, paired=True) == pytest.approx(2 * student.sf(2 * 3 ** 0.5, 2))
+    # Welch on the same numbers: means 0.7667 vs 0.5667, variances 0.02333 and 0.00333 over 3 runs each
+    se2 = (0.07 / 3) / 3 + (0.01 / 3) / 3
+    t = 0.2 / se2 ** 0.5
+    dof = se2 ** 2 / (((0.07 / 3) / 3) ** 2 / 2 + ((0.01 / 3) / 3) ** 2 / 2)
+    assert seed_test(a, b, paired=False) == pytest.approx(2 * student.sf(t, dof))
+    assert seed_test(a, a, paired=True) == 1.0  # identical runs: no evidence
+    assert seed_test([0.7, 0.8], [0.6, 0.7], paired=True) == 0.0  # a constant non-zero difference
+    assert np.isnan(seed_test([0.9], [0.1, 0.2], paired=False))  # one run: training noise unmeasured
+    with pytest.raises(ValueError, match="as many runs"):
+        seed_test([0.1, 0.2], [0.1, 0.2, 0.3], paired=True)
 
 
 def test_bootstrap_interval_small_cases():
@@ -82,3 +104,4 @@ def test_verdicts():
     assert verdict(-0.05, -0.09, -0.01, 0.01) == "worse"
     assert verdict(0.05, -0.01, 0.09, 0.01) == "not distinguishable at this size"  # interval holds 0
     assert verdict(0.05, 0.01, 0.09, 0.2) == "not distinguishable at this size"  # adjusted p too large
+    assert verdict(0.5, 0.4, 0.6, float("nan")) == NO_VERDICT  # one run: no directional verdict, however large

@@ -6,6 +6,7 @@ import math
 import pandas as pd
 import pytest
 
+from tinlab.errors import DataError
 from tinlab.report.tables import build_table
 
 
@@ -36,3 +37,27 @@ def test_table5_keeps_configurations_apart_and_rejects_a_repeated_seed():
     assert len(build_table("table5", rows)) == 2  # different epochs: two rows, not one mean
     with pytest.raises(ValueError, match="same seed"):
         build_table("table5", pd.DataFrame([_row(2, True, 0, 80.0), _row(2, True, 0, 60.0)]))
+
+
+def test_table1_rows_average_their_seeds():
+    """Table 1 (like Table 5) has one row per model and frames: the mean over its seeds, their standard
+    deviation and every seed's top-1; a row with one seed has no standard deviation."""
+    import numpy as np
+
+    from tinlab.report.tables import build_table
+
+    def run(model, seed, top1):
+        return dict(model=model, groups=None, reverse=None, boundary=None, options="{}", frames=8, dataset="d",
+                    backbone="resnet18", width_mult=0.25, small_stem=False, input_size=32, num_classes=12, views=1,
+                    epochs=16, seed=seed, val_top1=top1, val_top5=100.0, pair_accuracy=90.0, params=1, gflops=0.1,
+                    metrics_file=f"{model}{seed}/metrics.json")
+
+    rows = pd.DataFrame([run("tin", 1, 80.0), run("tin", 0, 90.0), run("tin", 2, 85.0), run("tsn", 0, 25.0)])
+    table = build_table("table1", rows).set_index("model")
+    assert list(table.index) == ["tsn", "tin"]  # registry order
+    assert table.loc["tin", "val_top1"] == 85.0 and table.loc["tin", "seeds"] == "0 1 2"
+    assert table.loc["tin", "val_top1_per_seed"] == "90;80;85"
+    assert table.loc["tin", "val_top1_std"] == pytest.approx(np.std([90, 80, 85], ddof=1))
+    assert np.isnan(table.loc["tsn", "val_top1_std"]) and str(table.loc["tsn", "seeds"]) == "0"
+    with pytest.raises(DataError, match="same seed"):
+        build_table("table1", pd.concat([rows, rows.iloc[:1]]))

@@ -3,6 +3,7 @@ end to end (real Snakemake, real training, real files) in a temporary working di
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from _snakemake import REPO, SMOKE, jobs_to_run, snakemake
@@ -30,13 +32,14 @@ def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
     default = snakemake(tmp_path, "-n", "results/table1.csv")
     assert default.returncode == 0, default.stderr
     jobs = jobs_to_run(default.stdout)
-    # Table 1: 4 models x 2 frame counts, each with its run config, trained and evaluated once; one dataset.
-    assert jobs["train"] == 8 and jobs["evaluate"] == 8 and jobs["run_config"] == 8
+    # Table 1: 4 models x 2 frame counts x 3 seeds, each with its run config, trained and evaluated once.
+    assert jobs["train"] == 24 and jobs["evaluate"] == 24 and jobs["run_config"] == 24
     assert jobs["generate_synthetic_motion"] == 1 and "generate_synthetic_appearance" not in jobs and jobs["latency"] == 1
-    # base_by_frames: the 16-frame jobs of every model train 30 epochs, the 8-frame ones 20.
-    for variant, epochs in (("tin_T16_synthetic-motion", 30), ("tsn_T8_synthetic-motion", 20)):
+    # One recipe for every model and both frame counts; the run config carries the seed and the thread count.
+    for variant, seed in (("tin_T16_synthetic-motion", 0), ("tsn-seed2_T8_synthetic-motion", 2)):
         cfg = run_config_of(tmp_path, variant)
-        assert (cfg["optim"]["epochs"], cfg["optim"]["warmup_epochs"]) == (epochs, 1.0), variant
+        assert (cfg["optim"]["epochs"], cfg["optim"]["warmup_epochs"], cfg["optim"]["schedule"]) == (16, 2.0, "cosine")
+        assert (cfg["run"]["seed"], cfg["run"]["threads"]) == (seed, 1), variant
     # Table 5: 7 ablation rows x 3 seeds; the other seeds are named after them, seed 0 (the base seed) not.
     ablation = snakemake(tmp_path, "-n", "results/table5.csv")
     assert ablation.returncode == 0, ablation.stderr
@@ -58,8 +61,8 @@ def test_a_profile_replaces_the_default_and_inherits_nothing(tmp_path):
     del profile["latency"], profile["resources"]  # schema defaults apply
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
     cfg = run_config_of(tmp_path, "tin_T16_synthetic-motion", "--configfile", str(tmp_path / "p.yaml"))
-    assert cfg["optim"]["epochs"] == 1  # the profile's own; default.yaml's base_by_frames says 30
-    assert cfg["optim"]["warmup_epochs"] == 0.0  # the paper recipe's; default.yaml's base says 1.0
+    assert cfg["optim"]["epochs"] == 1  # the profile's own; default.yaml's base says 16
+    assert cfg["optim"]["warmup_epochs"] == 0.0  # the paper recipe's; default.yaml's base says 2.0
     assert cfg["data"]["root"] == "data/smoke/synthetic-motion"
 
 
@@ -137,13 +140,16 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert len(table5) == 5 and set(table5.boundary) == {"zero", "clamp"}
     assert pd.read_csv(results / "equivalence.csv").passed.all()
     # Intervals on every accuracy; per-video predictions beside every metrics JSON; the paired comparisons:
-    # Table 1 (4 models vs TSN, 3 vs TSM), Table 2 (per dataset, 2 vs TSN and TIN vs TSM), Table 5 (4 rows vs
-    # the default row).
+    # Table 1 (4 models vs TSN, 3 vs TSM, TIN vs r-TCN), Table 2 (per dataset, 2 vs TSN and TIN vs TSM),
+    # Table 5 (4 rows vs the default row).
     assert (table1.val_top1_lo <= table1.val_top1).all() and (table1.val_top1 <= table1.val_top1_hi).all()
     assert len(pd.read_csv(tmp_path / "results/runs/tin_T4_synthetic-motion/metrics.predictions.csv")) == 6
     comparisons = pd.read_csv(results / "comparisons.csv")
-    assert comparisons.groupby("table").size().to_dict() == {"table1": 7, "table2": 6, "table5": 4}
-    assert comparisons.p_holm.between(0, 1).all() and (comparisons.p_holm >= comparisons.p_mcnemar).all()
+    # Table 1 also has the negative control, TIN against r-TCN. One seed per row: no directional verdict.
+    assert comparisons.groupby("table").size().to_dict() == {"table1": 8, "table2": 6, "table5": 4}
+    assert comparisons[comparisons.control][["model", "reference"]].values.tolist() == [["tin", "rtcn"]]
+    assert comparisons.p_mcnemar.between(0, 1).all() and comparisons.p_holm.isna().all()
+    assert set(comparisons.verdict) == {"no verdict: one run, training noise unmeasured"}
     assert "## comparisons" in (results / "README.md").read_text()
     for plot in ("accuracy_vs_gflops", "ablation", "offsets", "weights", "training_curves", "latency"):
         assert (results / "plots" / f"{plot}.png").stat().st_size > 1000, plot
@@ -163,6 +169,21 @@ def test_smoke_profile_end_to_end(tmp_path):
                             "--require", "table1", "table2", "table5", "complexity", "equivalence"],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+    # The run config is the whole recipe, thread count included: trained by hand from the file the workflow
+    # wrote (in a shell where torch would otherwise take every core), TIN's run is bit-identical.
+    variant = "tin_T4_synthetic-motion"
+    config = tmp_path / "results/runs/configs" / f"{variant}.yaml"
+    assert yaml.safe_load(config.read_text())["run"]["threads"] == 1
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    by_hand = subprocess.run([sys.executable, "-m", "tinlab", "train", "--config", str(config), "--out", "hand",
+                              "--quiet"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert by_hand.returncode == 0, by_hand.stderr
+    ours, theirs = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["model"]
+                    for d in ("hand", f"results/runs/{variant}"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    hand = json.loads((tmp_path / "hand" / "train_summary.json").read_text())
+    assert hand["provenance"]["threads"] == 1 and hand["provenance"]["config"]["run"]["threads"] == 1
 
     # A second invocation finds nothing to do.
     start = time.perf_counter()

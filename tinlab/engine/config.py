@@ -7,7 +7,7 @@ A config has four sections; every key is optional and unknown keys are errors::
     data:  {dataset: something-v1, root: data/something-v1, num_segments: 8, input_size: 224,
             batch_size: 8, num_workers: 4, test_clips: 1, test_crops: 1, preset: {frame_dir: ""}}
     optim: {recipe: paper, lr: null, epochs: null, ...}      # null = the recipe's value
-    run:   {seed: 0, out: null, device: auto, amp: true, channels_last: true}
+    run:   {seed: 0, out: null, device: auto, amp: true, channels_last: true, threads: 0}
 
 Recipes (``../shared/REFERENCE.md``, "Training recipes"): ``paper`` = the TIN paper (SGD 0.9, lr 0.005
 /10 at epochs 10 and 20, 25 epochs, wd 5e-4, dropout 0.5, frozen BN); ``official`` = the TIN code
@@ -106,6 +106,11 @@ class RunConfig:
     channels_last: bool = True  # CUDA only
     deterministic: bool = True  # torch.use_deterministic_algorithms(warn_only=True)
     validate_every: int = 1  # epochs between validations (best metric, TensorBoard top-1)
+    # Intra-op CPU threads (torch.set_num_threads) of training and evaluation; 0 = torch's default (one per
+    # core). Part of the config because the thread count changes the float summation order, and so the
+    # trajectory: the same config file trains bit-identically only with the same count (the workflow sets
+    # it from resources.train_threads).
+    threads: int = 0
 
 
 @dataclass
@@ -248,6 +253,7 @@ def _semantic_checks(cfg: Config, where: str) -> None:
         "data.batch_size": (d.batch_size, 1, math.inf, True, False), "data.num_workers": (d.num_workers, 0, 1024, True, True),
         "data.test_clips": (d.test_clips, 1, 1024, True, True),
         "run.seed": (cfg.run.seed, 0, 2**63 - 1, True, True), "run.validate_every": (cfg.run.validate_every, 1, math.inf, True, False),
+        "run.threads": (cfg.run.threads, 0, 4096, True, True),
     }
     for key, (value, lo, hi, lo_ok, hi_ok) in ranges.items():
         ok = math.isfinite(value) and (lo <= value if lo_ok else lo < value) and (value <= hi if hi_ok else value < hi)

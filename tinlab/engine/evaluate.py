@@ -48,7 +48,7 @@ from .builders import build_model, build_split
 from .callbacks import InterlaceProbe
 from .checkpoint import RunFolder
 from .config import Config, config_hash, config_to_dict, load_config
-from .runtime import amp_dtype, autocast, resolve_device, seed_everything
+from .runtime import amp_dtype, autocast, resolve_device, seed_everything, set_threads
 
 
 def load_twins(root: str | Path, num_classes: int) -> list[int | None] | None:
@@ -199,6 +199,7 @@ def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: i
     out, digest = Path(out), config_hash(cfg)
     device = resolve_device(cfg.run.device)
     seed_everything(cfg.run.seed, cfg.run.deterministic and device.type == "cpu")
+    set_threads(cfg.run.threads)
     model = build_model(cfg)
     origin = _load(model, checkpoint, digest if check_hash else None)
     dataset = build_split(cfg, "val", views=True)

@@ -27,7 +27,7 @@ from ..errors import ConfigError, TrainingFailed
 from .builders import build_model, build_optimizer, build_scheduler, build_split, frozen_batchnorms
 from .callbacks import Callback
 from .config import Config
-from .runtime import DistInfo, amp_dtype, autocast, resolve_device, rng_state, seed_everything, set_rng_state
+from .runtime import DistInfo, amp_dtype, autocast, resolve_device, rng_state, seed_everything, set_rng_state, set_threads
 
 __all__ = ["Trainer"]
 
@@ -40,6 +40,7 @@ class Trainer:
         self.device = resolve_device(cfg.run.device, self.dist)
         cuda = self.device.type == "cuda"
         self.amp = amp_dtype(self.device, cfg.run.amp)  # bfloat16 / float16 on a GPU (runtime.amp_dtype), else None
+        set_threads(cfg.run.threads)
         seed_everything(cfg.run.seed, cfg.run.deterministic and not cuda)
         self._build_loaders()
         self.model = build_model(cfg).to(self.device)

@@ -23,7 +23,7 @@ import torch.distributed as tdist
 from ..errors import ConfigError
 
 __all__ = ["DistInfo", "amp_dtype", "autocast", "init_distributed", "resolve_device", "rng_state", "seed_everything",
-           "set_rng_state"]
+           "set_rng_state", "set_threads"]
 
 
 def amp_dtype(device: torch.device, enabled: bool = True, requested: torch.dtype | None = None) -> torch.dtype | None:
@@ -91,6 +91,13 @@ def init_distributed(device_type: str) -> DistInfo:
             torch.cuda.set_device(local)
         tdist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return DistInfo(rank, world, local)
+
+
+def set_threads(threads: int) -> None:
+    """``run.threads``: torch's intra-op thread count (0 keeps torch's default, one per core). The count
+    is part of what a CPU run computes: another count sums in another order."""
+    if threads > 0:
+        torch.set_num_threads(threads)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

@@ -1,23 +1,34 @@
 """``python -m tinlab compare --tables results/table1.csv ... --out results/comparisons.csv``: every model
-of a table against its references, video by video, with a verdict that accounts for noise.
+of a table against its references, video by video and seed by seed, with a verdict that accounts for both
+kinds of noise.
 
 Comparisons (each on the same validation videos, from the per-video predictions beside each metrics JSON):
 
-* ``table1`` (per number of frames) and ``table2`` (per dataset): each model against TSN and against TSM;
+* ``table1`` (per number of frames) and ``table2`` (per dataset): each model against TSN and against TSM,
+  and, wherever both are in the table, TIN against r-TCN: the **negative control** (``control`` True). The
+  two compute the same function from the same initial weights on the same data (``tinlab equivalence``), so
+  any difference between them is training noise, and a verdict other than "not distinguishable" on that
+  row is a false positive of the rule;
 * ``table5``: each ablation row against the paper's default TIN row (the registry's default groups,
   reverse offsets and boundary).
 
 Per comparison: the difference in top-1 (percentage points) with its 95% interval from a paired bootstrap
-over videos (and seeds, paired by seed where both rows have the same number; :mod:`tinlab.report.stats`,
-10,000 resamples, seed 0); the exact McNemar test on one run of each (the first seed both rows share, else
-each row's first seed); Holm's adjustment over all comparisons of the table (one family per table); and
-the verdict: "better" / "worse" when the adjusted p < 0.05 and the interval excludes 0, else "not
-distinguishable at this size". For those, ``limited_by``: "videos" when the adjusted McNemar p is not below
-0.05 (more validation videos would help), "seeds" when it is but the interval over seeds holds 0 (the
-runs of a row disagree: more seeds would help, not more videos); and for "videos", ``videos_needed``: the
-number of validation videos at which the observed discordance rates would give an exact McNemar p below
-0.05 / m (m comparisons in the table: Bonferroni, the most Holm can demand), empty when the observed
-difference is 0.
+over videos and seeds (paired by seed where both rows have the same seeds; :mod:`tinlab.report.stats`,
+10,000 resamples, seed 0); ``p_seeds``, a t-test on the rows' per-seed top-1 (paired by seed where the
+seeds pair, else Welch): the training run, not the video, is what a re-run draws anew; ``p_holm``, Holm's
+adjustment of ``p_seeds`` over the comparisons of the table (one family per table); and the exact McNemar
+test on one run of each (the first seed both rows share, else each row's first seed), which says whether
+the videos alone could separate one pair of runs.
+
+The verdict: "better" / "worse" when ``p_holm`` < 0.05 and the interval excludes 0; "no verdict: one run,
+training noise unmeasured" when either row has a single run (however large the difference: a second seed
+can move a row by tens of points); else "not distinguishable at this size". For those, ``limited_by``:
+"videos" when McNemar (Holm-adjusted over the table) is not below 0.05 (more validation videos would help),
+"seeds" when it is (one pair of runs differs on these videos, but the runs of a row disagree: more seeds
+would help, not more videos); and for "videos", ``videos_needed``: the number of validation videos at which
+the observed discordance rates would give an exact McNemar p below 0.05 / m (m comparisons in the table:
+Bonferroni, the most Holm can demand), empty when the observed difference is 0. How often the rule calls a
+difference between two sets of runs of one model (disjoint seeds) is measured by ``bench/aa_rate.py``.
 """
 from __future__ import annotations
 
@@ -30,13 +41,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .stats import LEVEL, RESAMPLES, holm, mcnemar_exact, paired_bootstrap_difference, verdict, videos_needed
+from .stats import (LEVEL, NO_VERDICT, RESAMPLES, holm, mcnemar_exact, paired_bootstrap_difference, seed_test, verdict,
+                    videos_needed)
 from .tables import read_predictions
 
 ALPHA = 1 - LEVEL
-COLUMNS = ["table", "dataset", "frames", "model", "reference", "seeds", "reference_seeds", "mcnemar_seeds",
+COLUMNS = ["table", "dataset", "frames", "model", "reference", "control", "seeds", "reference_seeds", "mcnemar_seeds",
            "videos", "top1", "reference_top1", "diff_top1", "diff_top1_lo", "diff_top1_hi", "only_model_right",
-           "only_reference_right", "p_mcnemar", "p_holm", "verdict", "limited_by", "videos_needed"]
+           "only_reference_right", "p_mcnemar", "p_seeds", "p_holm", "verdict", "limited_by", "videos_needed"]
+# The negative control: (model, reference) pairs that compute the same function (tinlab equivalence).
+CONTROLS = {("tin", "rtcn")}
 
 
 class Row:
@@ -88,6 +102,7 @@ def _pairs(table: str, frame: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]
                 for name, r in by_model.items():
                     if name != ref and not (ref == "tsm" and name == "tsn"):
                         pairs.append((r, by_model[ref]))
+            pairs += [(by_model[a], by_model[b]) for a, b in sorted(CONTROLS) if a in by_model and b in by_model]
     elif table == "table5":
         from ..models import default_op_options
 
@@ -104,11 +119,12 @@ def _pairs(table: str, frame: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]
     return pairs
 
 
-def _limited_by(verdict_: str, p_adjusted: float, seeds: str, reference_seeds: str) -> str:
+def _limited_by(verdict_: str, p_mcnemar_adjusted: float) -> str:
     if verdict_ in ("better", "worse"):
         return ""
-    several = len(seeds.split()) > 1 or len(reference_seeds.split()) > 1
-    return "seeds" if p_adjusted < ALPHA and several else "videos"
+    if verdict_ == NO_VERDICT:
+        return "seeds"
+    return "seeds" if p_mcnemar_adjusted < ALPHA else "videos"
 
 
 def compare_table(table: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -121,22 +137,24 @@ def compare_table(table: str, frame: pd.DataFrame) -> pd.DataFrame:
         common = [s for s in a.seeds if s in b.seeds]
         sa, sb = (common[0], common[0]) if common else (a.seeds[0], b.seeds[0])
         only_a, only_b, p = mcnemar_exact(a.correct[a.seeds.index(sa)], b.correct[b.seeds.index(sb)])
+        model, reference = _label(table, record), _label(table, ref)
         rows.append({"table": table, "dataset": record["dataset"], "frames": int(record["frames"]),
-                     "model": _label(table, record), "reference": _label(table, ref),
+                     "model": model, "reference": reference, "control": (model, reference) in CONTROLS,
                      "seeds": " ".join(map(str, a.seeds)), "reference_seeds": " ".join(map(str, b.seeds)),
                      "mcnemar_seeds": f"{sa} vs {sb}", "videos": len(a.videos),
                      "top1": 100 * a.correct.mean(), "reference_top1": 100 * b.correct.mean(),
                      "diff_top1": 100 * diff, "diff_top1_lo": 100 * lo, "diff_top1_hi": 100 * hi,
-                     "only_model_right": only_a, "only_reference_right": only_b, "p_mcnemar": p})
-    out = pd.DataFrame(rows, columns=COLUMNS[:17])
+                     "only_model_right": only_a, "only_reference_right": only_b, "p_mcnemar": p,
+                     "p_seeds": seed_test(a.correct.mean(1), b.correct.mean(1), paired=a.seeds == b.seeds)})
+    out = pd.DataFrame(rows, columns=COLUMNS[:19])
     if out.empty:
         return pd.DataFrame(columns=COLUMNS)
-    out["p_holm"] = holm(out.p_mcnemar)
+    out["p_holm"] = holm(out.p_seeds)
     out["verdict"] = [verdict(d / 100, lo / 100, hi / 100, p) for d, lo, hi, p in
                       zip(out.diff_top1, out.diff_top1_lo, out.diff_top1_hi, out.p_holm)]
     # What keeps an undecided pair undecided: the videos (McNemar not significant on this many), or the
-    # seeds (McNemar significant on one run of each, but the interval over seeds holds 0: the runs disagree).
-    out["limited_by"] = [_limited_by(*row) for row in zip(out.verdict, out.p_holm, out.seeds, out.reference_seeds)]
+    # seeds (one run of each differs on these videos, but the runs of a row disagree, or there is one run).
+    out["limited_by"] = [_limited_by(v, p) for v, p in zip(out.verdict, holm(out.p_mcnemar))]
     bonferroni = ALPHA / len(out)
     out["videos_needed"] = pd.array([
         videos_needed(a, b, n, bonferroni) if limit == "videos" else None
@@ -171,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = compare(args.tables)
     write_csv(out, args.out, provenance({"tables": args.tables, "resamples": RESAMPLES, "level": LEVEL,
-                                         "correction": "holm per table", "test": "exact McNemar"}))
+                                         "correction": "holm per table", "test": "t-test over seeds",
+                                         "single_run_test": "exact McNemar"}))
     shown = out.drop(columns=["dataset", "reference_seeds", "mcnemar_seeds", "only_model_right",
                               "only_reference_right"])
     print(shown.to_string(index=False, float_format="%.3g"))

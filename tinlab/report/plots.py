@@ -113,18 +113,23 @@ def offsets_and_weights(offset_csvs: dict[int, Path], out_dir: Path) -> list[Pat
 
 
 def training_curves(summaries: list[Path], path: Path) -> Path:
+    """Train loss and val top-1 per epoch: one colour per model and number of frames, one line per seed."""
     plt, sns = _pyplot()
     rows = []
     for s in summaries:
         summary = json.loads(Path(s).read_text())
+        cfg = summary.get("provenance", {}).get("config", {})
+        name = f"{cfg['model']['name']} T{cfg['data']['num_segments']}" if cfg else Path(s).parent.name
         for h in summary["history"]:
-            rows.append({"run": Path(s).parent.name, "epoch": h["epoch"], "train loss": h["train"]["loss"],
+            rows.append({"run": name, "seed": cfg.get("run", {}).get("seed", 0), "epoch": h["epoch"],
+                         "train loss": h["train"]["loss"],
                          "val top-1 (%)": 100 * h["val"]["top1"] if h["val"] else None})
     data = pd.DataFrame(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, col in zip(axes, ["train loss", "val top-1 (%)"]):
-        sns.lineplot(data=data, x="epoch", y=col, hue="run", ax=ax, legend=ax is axes[1])
-    axes[1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=6)
+        sns.lineplot(data=data.dropna(subset=[col]), x="epoch", y=col, hue="run", units="seed", estimator=None,
+                     lw=0.9, marker="o" if col.startswith("val") else None, ms=3, ax=ax, legend=ax is axes[1])
+    axes[1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=6, title="one line per seed")
     return _save(fig, path)
 
 

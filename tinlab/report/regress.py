@@ -10,8 +10,10 @@ their keys and compared:
   sides by default: a drop is a regression, and so is a rise beyond the tolerance (a rise that large
   on a fixed-seed run means something else changed: labels leaking, a different split, a broken
   baseline). ``--one-sided`` accepts rises. The tolerance is ``--tolerance``, else the reference
-  folder's ``tolerances.json`` (``{"default": 2.0, "table1": {"val_top1": 9.0, ...}}``, derived from
-  measured seed-to-seed spread, see ``bench/seed_spread.py``), else 2 points;
+  folder's ``tolerances.json``, else 2 points. In ``tolerances.json`` a metric's entry is a number of
+  points, or ``{"sd": s, "z": z}``: ``s`` is the seed-to-seed standard deviation of one training run
+  (measured by ``bench/seed_spread.py``), and a row that averages k seeds (its ``seeds`` column) gets
+  ``z * sqrt(2 / k) * s``, rounded up to half a point: the spread of the difference of two such means;
 * a row of the reference missing from the fresh table, or a column it compares, is a regression.
 
 A reference table that the fresh folder lacks is listed as "not produced" (not a regression: the
@@ -31,9 +33,9 @@ import pandas as pd
 
 from ..errors import DataError, UserError
 
-KEYS = {
-    "table1": ["model", "backbone", "frames", "input_size", "dataset"],
-    "table2": ["dataset", "model", "frames"],
+KEYS = {  # "seeds": a mean over other seeds is another quantity, not matched
+    "table1": ["model", "backbone", "frames", "input_size", "dataset", "seeds"],
+    "table2": ["dataset", "model", "frames", "seeds"],
     "table5": ["groups", "reverse", "boundary", "frames", "dataset", "seeds"],  # a mean over other seeds: no match
     "complexity": ["model", "backbone", "frames", "num_classes", "input_size"],
 }
@@ -70,8 +72,16 @@ def tolerances(reference: Path, override: float | None) -> dict[str, Any]:
     return table
 
 
-def _tolerance(table: dict[str, Any], name: str, metric: str) -> float:
-    return float(table.get(name, {}).get(metric, table.get("default", DEFAULT_TOLERANCE)))
+def _tolerance(table: dict[str, Any], name: str, metric: str, seeds: int = 1) -> float:
+    """The tolerance of ``metric`` in table ``name`` for rows that average ``seeds`` runs."""
+    value = table.get(name, {}).get(metric, table.get("default", DEFAULT_TOLERANCE))
+    if isinstance(value, dict):
+        try:
+            sd, z = float(value["sd"]), float(value.get("z", 3.0))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"tolerances.json: {name}.{metric} = {value!r} is not a tolerance ({e})") from None
+        return math.ceil(2 * z * math.sqrt(2 / max(seeds, 1)) * sd) / 2
+    return float(value)
 
 
 def _record(where: str, metric: str, ref: Any, new: Any, status: str, tol: float | None = None) -> dict[str, Any]:
@@ -117,7 +127,8 @@ def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tol: 
             if f"{col}_ref" not in row or (col not in ACCURACY and pd.isna(row[f"{col}_ref"])):
                 continue
             ref, new = float(row[f"{col}_ref"]), float(row[f"{col}_new"])
-            t = _tolerance(tol, name, col) if col in ACCURACY else None
+            seeds = len(str(row["seeds"]).split()) if "seeds" in row else 1
+            t = _tolerance(tol, name, col, seeds) if col in ACCURACY else None
             status = _status(col, ref, new, t or 0.0, two_sided)
             if status is not None:
                 out.append(_record(where, col, ref, new, status, t))

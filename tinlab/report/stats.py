@@ -13,6 +13,8 @@ same N videos, in the same video order (``tinlab evaluate`` writes one row per v
   test views), else each side's seeds are resampled on their own;
 * :func:`mcnemar_exact`: the exact McNemar test on one run of each model (two-sided binomial test of the
   discordant videos, ``scipy.stats.binomtest``);
+* :func:`seed_test`: a t-test on the per-seed accuracies of two rows (paired by seed where they pair), the
+  test of the verdict: a training run, not a video, is the unit that a re-run draws anew;
 * :func:`holm`: Holm's step-down adjustment of a family of p-values;
 * :func:`videos_needed`: how many videos it would take, at the observed discordance rates, for the exact
   McNemar test to reach a given level.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, ttest_ind, ttest_rel
 
 RESAMPLES = 10_000  # bootstrap resamples of every interval and difference
 LEVEL = 0.95
@@ -107,13 +109,16 @@ def mcnemar_exact(correct_a, correct_b) -> tuple[int, int, float]:
 
 def holm(pvalues) -> np.ndarray:
     """Holm's step-down adjusted p-values (same order as given): the k-th smallest of m is multiplied by
-    m - k + 1, made non-decreasing, capped at 1. Reject at level a where adjusted p < a."""
+    m - k + 1, made non-decreasing, capped at 1. Reject at level a where adjusted p < a. NaN entries (no
+    test) stay NaN and do not count in m."""
     p = np.asarray(pvalues, dtype=np.float64)
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
-    out = np.empty(m)
-    out[order] = adjusted
+    out = np.full(p.size, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    m = tested.size
+    if m == 0:
+        return out
+    order = tested[np.argsort(p[tested], kind="stable")]
+    out[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
     return out
 
 
@@ -142,12 +147,44 @@ def videos_needed(only_a: int, only_b: int, videos: int, alpha: float, limit: in
     return hi
 
 
+def seed_test(acc_a, acc_b, paired: bool) -> float:
+    """Two-sided p-value of a difference between two rows' per-seed accuracies (the training run is the unit
+    of replication): a paired t-test on the per-seed differences when the seeds pair (run s of A against run
+    s of B), else Welch's t-test. NaN when either side has fewer than 2 runs (training noise unmeasured).
+    Constant differences are exact: p = 1 when they are all 0, 0 when they are all the same non-zero value.
+
+    Example:
+        >>> seed_test([0.8, 0.7, 0.9], [0.8, 0.7, 0.9], paired=True)
+        1.0
+    """
+    a, b = np.asarray(acc_a, np.float64), np.asarray(acc_b, np.float64)
+    if a.size < 2 or b.size < 2:
+        return math.nan
+    if paired:
+        if a.shape != b.shape:
+            raise ValueError(f"paired seeds need as many runs on both sides, got {a.size} and {b.size}")
+        d = a - b
+        if np.ptp(d) <= 1e-12:  # constant (accuracies are k/N: their differences carry rounding only)
+            return 1.0 if abs(d[0]) <= 1e-12 else 0.0
+        return float(ttest_rel(a, b).pvalue)
+    if np.ptp(a) <= 1e-12 and np.ptp(b) <= 1e-12:
+        return 1.0 if abs(a[0] - b[0]) <= 1e-12 else 0.0
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
+NO_VERDICT = "no verdict: one run, training noise unmeasured"
+UNDECIDED = "not distinguishable at this size"
+
+
 def verdict(difference: float, lower: float, upper: float, p_adjusted: float, alpha: float = 1 - LEVEL) -> str:
-    """"better" / "worse" when the adjusted McNemar p is below alpha and the interval of the difference
-    excludes 0 (both agree); else "not distinguishable at this size"."""
+    """"better" / "worse" when the adjusted p-value of the seed-level test is below alpha and the interval of
+    the difference (over videos and seeds) excludes 0, both agreeing; :data:`NO_VERDICT` when the p-value is
+    NaN (a row with one run); else :data:`UNDECIDED`."""
+    if isinstance(p_adjusted, float) and math.isnan(p_adjusted):
+        return NO_VERDICT
     if p_adjusted < alpha and (lower > 0 or upper < 0) and difference != 0:
         return "better" if difference > 0 else "worse"
-    return "not distinguishable at this size"
+    return UNDECIDED
 
 
 def interval_text(value: float, lower: float, upper: float, digits: int = 1) -> str:

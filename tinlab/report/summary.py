@@ -17,15 +17,18 @@ from ..utils.provenance import provenance_path
 
 DROP = {"metrics_file", "published_source"}
 COMPARISONS = (
-    "Each model against TSN and TSM (Tables 1, 2) and each ablation row against TIN's default row (Table 5), on "
-    "the same validation videos. `diff_top1`: the difference in top-1 (points) with its 95% interval from a paired "
-    "bootstrap (10,000 resamples of the videos, and of the seeds where rows have several, paired by seed). "
-    "`p_mcnemar`: exact McNemar test on one run of each (`mcnemar_seeds`); `p_holm`: Holm-adjusted over the "
-    "comparisons of the table. Verdict \"better\" / \"worse\" when `p_holm` < 0.05 and the interval excludes 0; "
-    "otherwise \"not distinguishable at this size\", with `limited_by`: `videos` (McNemar not significant) or "
-    "`seeds` (McNemar significant on one run of each, the interval over seeds holds 0), and for `videos`, "
-    "`videos_needed`: the validation videos at which the observed discordance rates would give p < 0.05 / "
-    "(comparisons in the table), empty when the observed difference is 0.")
+    "Each model against TSN and TSM (Tables 1, 2), TIN against r-TCN where both are in a table (`control`: the "
+    "negative control, the same function trained from the same weights on the same data, so a verdict there is a "
+    "false positive), and each ablation row against TIN's default row (Table 5), on the same validation videos. "
+    "`diff_top1`: the difference in top-1 (points) with its 95% interval from a paired bootstrap (10,000 "
+    "resamples of the videos and of the seeds, paired by seed). `p_seeds`: t-test of the rows' per-seed top-1 "
+    "(paired by seed); `p_holm`: its Holm adjustment over the comparisons of the table. Verdict \"better\" / "
+    "\"worse\" when `p_holm` < 0.05 and the interval excludes 0; \"no verdict\" when a row has one run (training "
+    "noise unmeasured); otherwise \"not distinguishable at this size\", with `limited_by`: `videos` (the exact "
+    "McNemar test on one run of each, `p_mcnemar`, not significant after Holm) or `seeds` (McNemar significant, "
+    "but the runs of a row disagree, or one run), and for `videos`, `videos_needed`: the validation videos at "
+    "which the observed discordance rates would give p < 0.05 / (comparisons in the table), empty when the "
+    "observed difference is 0.")
 
 
 def render(tables: list[Path], plots: list[Path], out: Path, title: str) -> str:

@@ -142,12 +142,12 @@ def _order(frame: pd.DataFrame) -> pd.DataFrame:
 def _over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: accuracies averaged over its seeds, the sample standard deviation of
     top-1 (NaN for one seed), the seeds and each seed's top-1 (``;``-separated, in seed order)."""
-    keys = ["groups", "reverse", "boundary", "options", "frames", "dataset", "backbone", "width_mult", "small_stem",
-            "input_size", "num_classes", "views", "epochs"]
+    keys = ["model", "groups", "reverse", "boundary", "options", "frames", "dataset", "backbone", "width_mult",
+            "small_stem", "input_size", "num_classes", "views", "epochs"]
     out = []
     for _, g in rows.sort_values("seed").groupby([k for k in keys if k in rows], sort=False, dropna=False):
         if g.seed.duplicated().any():
-            raise ValueError("table5: one configuration has two runs with the same seed: "
+            raise DataError("one table row has two runs with the same seed: "
                              + " ".join(g.metrics_file[g.seed.duplicated(keep=False)]))
         first = g.iloc[0].to_dict()
         first.update(val_top1=g.val_top1.mean(), val_top5=g.val_top5.mean(), pair_accuracy=g.pair_accuracy.mean(),
@@ -167,18 +167,18 @@ def _over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
 def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = None) -> pd.DataFrame:
     """The columns and row order of ``kind`` (table1 | table2 | table5) from :func:`load_run` rows."""
     if kind == "table1":
-        out = _order(rows)
+        out = _order(_over_seeds(rows))
         if latency is not None:
             lat = latency[(latency.kind == "model") & (latency["mode"] == "infer")]
             lat = lat.rename(columns={"name": "model", "median_ms": "latency_ms"})[["model", "frames", "latency_ms"]]
             out = out.merge(lat, on=["model", "frames"], how="left")
-        cols = ["model", "backbone", "frames", "input_size", "gflops", "params", "val_top1", "val_top5",
-                "pair_accuracy", "latency_ms", "dataset", "width_mult", "views", "epochs", "train_code_version",
-                "metrics_file"]
+        cols = ["model", "backbone", "frames", "input_size", "gflops", "params", "val_top1", "val_top1_std",
+                "val_top5", "pair_accuracy", "latency_ms", "seeds", "val_top1_per_seed", "dataset", "width_mult",
+                "views", "epochs", "train_code_version", "metrics_file"]
     elif kind == "table2":
-        out = _order(rows)
-        cols = ["dataset", "model", "frames", "val_top1", "val_top5", "pair_accuracy", "gflops", "params",
-                "train_code_version", "metrics_file"]
+        out = _order(_over_seeds(rows))
+        cols = ["dataset", "model", "frames", "val_top1", "val_top1_std", "val_top5", "pair_accuracy", "seeds",
+                "val_top1_per_seed", "gflops", "params", "train_code_version", "metrics_file"]
     elif kind == "published":  # published checkpoints evaluated here, next to the published accuracy
         out = _order(rows)
         published = [PUBLISHED_TOP1.get((m, d, f), (None, None)) for m, d, f in zip(out.model, out.dataset, out.frames)]

@@ -65,6 +65,7 @@ def provenance(config: dict[str, Any] | None = None, device: torch.device | str 
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": device_name(device),
+        "threads": torch.get_num_threads(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }

@@ -96,16 +96,18 @@ def _variant(model, frames, dataset, options=None, seed=None):
 def table_variants(table):
     """name -> spec of every training run a table needs."""
     spec = config[table]
+    seeds = spec.get("seeds", [BASE_SEED])
     if table == "table1":
-        return dict(_variant(m, t, spec["dataset"]) for m in spec["models"] for t in spec["frames"])
+        return dict(_variant(m, t, spec["dataset"], seed=s) for m in spec["models"] for t in spec["frames"]
+                    for s in seeds)
     if table == "table2":
-        return dict(_variant(m, spec["frames"], d) for d in spec["datasets"] for m in spec["models"])
+        return dict(_variant(m, spec["frames"], d, seed=s) for d in spec["datasets"] for m in spec["models"]
+                    for s in seeds)
     first, *others = spec["boundary"]
     common = spec.get("options", {})
     grid = [dict(common, groups=g, reverse=r, boundary=first) for g in spec["groups"] for r in spec["reverse"]]
     grid += [dict(common, groups=2, reverse=True, boundary=b) for b in others]
-    return dict(_variant("tin", spec["frames"], spec["dataset"], o, seed)
-                for o in grid for seed in spec.get("seeds", [BASE_SEED]))
+    return dict(_variant("tin", spec["frames"], spec["dataset"], o, seed) for o in grid for seed in seeds)
 
 
 VARIANTS = {name: spec for table in TABLES for name, spec in table_variants(table).items()}
@@ -135,7 +137,9 @@ def run_config_of(variant):
     cfg.setdefault("model", {}).update(name=v["model"], options=v["options"])
     cfg.setdefault("data", {}).update(dataset=v["dataset"], root=ds["root"], num_segments=v["frames"],
                                       preset=ds.get("preset", {}))
-    cfg.setdefault("run", {}).update(seed=v["seed"])
+    # The thread count is part of what a CPU run computes: the run config carries it, so that
+    # `tinlab train --config <this file>` by hand trains bit-identically to the workflow's job.
+    cfg.setdefault("run", {}).update(seed=v["seed"], threads=config["resources"]["train_threads"])
     return cfg
 
 
@@ -190,11 +194,12 @@ def _latency_args():
 
 
 def _tin_runs():
-    """The TIN runs of Table 1, by number of frames (the paper's Figure 5)."""
+    """The TIN runs of Table 1 (its first seed), by number of frames (the paper's Figure 5)."""
     spec = config["table1"]
     if "tin" not in spec["models"]:
         return {}
-    return {t: f"{RUNS}/{variant_name('tin', t, spec['dataset'])}" for t in spec["frames"]}
+    seed = spec.get("seeds", [BASE_SEED])[0]  # the first seed's runs
+    return {t: f"{RUNS}/{variant_name('tin', t, spec['dataset'], seed=seed)}" for t in spec["frames"]}
 
 
 _check_config()

@@ -39,6 +39,18 @@ def _ci(t: pd.DataFrame, column: str) -> pd.Series:
                       for v, lo, hi in zip(t[column], t[f"{column}_lo"], t[f"{column}_hi"])], index=t.index)
 
 
+def _per_seed(t: pd.DataFrame) -> pd.Series:
+    return t.val_top1_per_seed.astype(str).map(lambda v: " / ".join(f"{float(x):.1f}" for x in v.split(";")))
+
+
+def _seed_columns(t: pd.DataFrame, out: pd.DataFrame, at: int) -> pd.DataFrame:
+    """The standard deviation over seeds and every seed's top-1, where the rows have several seeds."""
+    if "val_top1_std" in t and t.val_top1_std.notna().any():
+        out.insert(at, "sd over seeds", t.val_top1_std)
+        out.insert(at + 1, "top-1 per seed", _per_seed(t))
+    return out
+
+
 def table1(ref: Path) -> str:
     t = pd.read_csv(ref / "table1.csv")
     out = pd.DataFrame({
@@ -46,13 +58,14 @@ def table1(ref: Path) -> str:
         "GFLOPs/video": t.gflops.map(lambda v: f"{v:.4f}"), "params (M)": t.params.map(lambda v: f"{v / 1e6:.3f}"),
         "top-1": _ci(t, "val_top1"), "top-5": t.val_top5, "twin pair acc.": _ci(t, "pair_accuracy"),
         "latency (ms)": t.latency_ms})
-    return _md(out)
+    return _md(_seed_columns(t, out, 6))
 
 
 def table2(ref: Path) -> str:
     t = pd.read_csv(ref / "table2.csv")
-    return _md(pd.DataFrame({"dataset": t.dataset, "model": t.model, "frames": t.frames, "top-1": _ci(t, "val_top1"),
-                             "top-5": t.val_top5, "twin pair acc.": _ci(t, "pair_accuracy")}))
+    out = pd.DataFrame({"dataset": t.dataset, "model": t.model, "frames": t.frames, "top-1": _ci(t, "val_top1"),
+                        "top-5": t.val_top5, "twin pair acc.": _ci(t, "pair_accuracy")})
+    return _md(_seed_columns(t, out, 4))
 
 
 def table5(ref: Path) -> str:
@@ -60,22 +73,24 @@ def table5(ref: Path) -> str:
     out = pd.DataFrame({"offset groups": t.groups, "reverse offsets": t.reverse, "boundary": t.boundary,
                         "top-1": _ci(t, "val_top1"), "top-5": t.val_top5, "twin pair acc.": _ci(t, "pair_accuracy"),
                         "params": t.params})
-    if "val_top1_std" in t and t.val_top1_std.notna().any():  # several seeds per row: their sd and every seed
-        out.insert(4, "sd over seeds", t.val_top1_std)
-        out.insert(5, "top-1 per seed", t.val_top1_per_seed.astype(str).map(
-            lambda v: " / ".join(f"{float(x):.1f}" for x in v.split(";"))))
-    return _md(out)
+    return _md(_seed_columns(t, out, 4))
+
+
+def _p(p: float) -> str:
+    return "–" if p != p else f"{p:.2g}"
 
 
 def comparisons(ref: Path) -> str:
     t = pd.read_csv(ref / "comparisons.csv")
+    control = t["control"] if "control" in t else pd.Series([False] * len(t))
     out = pd.DataFrame({
-        "table": t["table"], "frames": t.frames, "dataset": t.dataset, "model": t.model, "against": t.reference,
+        "table": t["table"], "frames": t.frames, "dataset": t.dataset,
+        "model": [f"{m} (control)" if c else m for m, c in zip(t.model, control)], "against": t.reference,
         "Δ top-1 [95% interval]": [f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" for d, lo, hi in
                                    zip(t.diff_top1, t.diff_top1_lo, t.diff_top1_hi)],
+        "p (seeds)": t.p_seeds.map(_p) if "p_seeds" in t else "–", "p (Holm)": t.p_holm.map(_p),
         "only model / only ref. right": [f"{a} / {b}" for a, b in zip(t.only_model_right, t.only_reference_right)],
-        "p (McNemar)": t.p_mcnemar.map(lambda p: f"{p:.2g}"), "p (Holm)": t.p_holm.map(lambda p: f"{p:.2g}"),
-        "verdict": t.verdict,
+        "p (McNemar)": t.p_mcnemar.map(_p), "verdict": t.verdict,
         "videos needed": [("more seeds" if lim == "seeds" else "–") if v != v else f"{int(v)}"
                           for v, lim in zip(t.videos_needed, t.get("limited_by", pd.Series([""] * len(t))).fillna(""))]})
     return _md(out)
@@ -122,14 +137,17 @@ def render(ref: Path, shown: str) -> str:
              f"**Latency ratios** (`{shown}/latency.csv`, same run, interleaved rounds):", latency_ratios(ref)]
     if (ref / "comparisons.csv").is_file():
         parts += [f"**Comparisons** (`{shown}/comparisons.csv`, `tinlab compare`): each model against TSN and TSM, "
-                  "each ablation row against TIN's default row (G=2, reverse offsets, zero boundary), on the same "
-                  "validation videos; Δ top-1 in points with the 95% interval of a paired bootstrap (10,000 "
-                  "resamples of videos, and of seeds where rows have three); exact McNemar test on seed 0's runs "
-                  "(discordant videos: only the model right / only the reference right), Holm-adjusted within each "
-                  "table; \"better\"/\"worse\" when the adjusted p < 0.05 and the interval excludes 0; \"videos "
-                  "needed\": validation videos at which the observed discordance rates would reach p < 0.05 / "
-                  "(comparisons in the table), or \"more seeds\" where McNemar on seed 0 is decisive but the interval over "
-                  "the seeds holds 0 (the row's runs disagree).", comparisons(ref)]
+                  "TIN against r-TCN (the negative control: the same function, the same initial weights and data, "
+                  "so any verdict there would be a false positive), each ablation row against TIN's default row "
+                  "(G=2, reverse offsets, zero boundary), on the same validation videos. Δ top-1 in points with the "
+                  "95% interval of a paired bootstrap (10,000 resamples of videos and of seeds, seeds paired); "
+                  "p (seeds): t-test of the per-seed top-1, paired by seed; p (Holm): its Holm adjustment within "
+                  "each table. \"better\"/\"worse\" when p (Holm) < 0.05 and the interval excludes 0; a row with one "
+                  "run gets no verdict. The exact McNemar test on the first seed's runs (discordant videos: only "
+                  "the model right / only the reference right) says whether the videos alone could separate one "
+                  "pair of runs; \"videos needed\": validation videos at which the observed discordance rates "
+                  "would reach p < 0.05 / (comparisons in the table), or \"more seeds\" where McNemar is decisive "
+                  "but the runs of a row disagree.", comparisons(ref)]
     return "\n\n".join(parts)
 
 
