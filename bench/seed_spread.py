@@ -11,8 +11,9 @@ workflow (``table1.seeds`` set to ``--seeds``; ``--set`` overrides the profile, 
 * ``seed_spread.csv``: per recipe, model, frames and metric: mean, sample standard deviation, the seeds and
   every seed's value; ``converged``: every seed's train gain over the last quarter under 5 points;
 * ``tolerances.json`` (``--tolerances``): the tolerance ``tinlab regress`` applies to each accuracy of Table
-  1: ``{"sd": s, "z": 3}``, where ``s`` is the seed-to-seed standard deviation pooled over the table's rows
-  (root mean of their variances). A fresh Table 1 row averages k seeds, as the reference row does; another
+  1: ``{"sd": s, "z": 3, "sd_by_row": {...}}``, where ``s`` is the seed-to-seed standard deviation pooled
+  over the table's rows (root mean of their variances) and ``sd_by_row`` each row's own (``regress`` takes
+  the larger of the two for a row). A fresh Table 1 row averages k seeds, as the reference row does; another
   machine (or thread count, or kernel) changes the float rounding, which moves a run like another seed, so
   the two means differ with standard deviation ``sqrt(2 / k) s``, and ``regress`` allows
   ``z sqrt(2 / k) s`` (rounded up to half a point): a healthy re-run leaves it about 0.3% of the time.
@@ -159,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(table, args.out / "seed_spread.csv", prov)
     if args.tolerances:
         mine = table[table.recipe == args.recipe]
-        tol = {"default": 2.0, "table1": {m: {"sd": round(pooled_sd(mine, m), 3), "z": Z} for m in METRICS}}
+        tol = {"default": 2.0, "table1": {m: {"sd": round(pooled_sd(mine, m), 3), "z": Z, "sd_by_row": {
+            f"{r.model}_T{r.frames}": round(r.sd, 3) for r in mine[mine.metric == m].itertuples()}} for m in METRICS}}
         write_json(args.tolerances, {**tol, "derived_from": str(runs_csv), "recipe": args.recipe,
-                                     "rule": "z * sqrt(2 / seeds per row) * sd, rounded up to 0.5",
+                                     "rule": "z * sqrt(2 / seeds per row) * max(sd, sd_by_row), rounded up to 0.5",
                                      "provenance": prov})
         print(json.dumps(tol, indent=2))
     with pd.option_context("display.width", 200):

@@ -141,3 +141,12 @@ def test_tolerance_from_the_seed_spread_scales_with_the_seeds_per_row(tmp_path, 
     new = write(tmp_path / "other" / "fresh", TABLE1.assign(seeds="3 4 5"))
     assert main(["regress", "--results", str(new), "--reference", str(ref)]) == 1
     assert "missing" in capsys.readouterr().out
+
+
+def test_a_noisy_row_gets_its_own_wider_tolerance_and_a_quiet_one_the_pooled():
+    from tinlab.report.regress import _tolerance
+
+    table = {"table1": {"val_top1": {"sd": 2.0, "z": 3.0, "sd_by_row": {"tin_T16": 6.0, "tsm_T8": 0.5}}}}
+    assert _tolerance(table, "table1", "val_top1", 1, "tin_T16") == 25.5  # 3 sqrt(2) 6 = 25.46
+    assert _tolerance(table, "table1", "val_top1", 1, "tsm_T8") == 8.5  # the pooled 2, not 0.5
+    assert _tolerance(table, "table1", "val_top1", 1, "rtcn_T8") == 8.5

@@ -13,7 +13,9 @@ their keys and compared:
   folder's ``tolerances.json``, else 2 points. In ``tolerances.json`` a metric's entry is a number of
   points, or ``{"sd": s, "z": z}``: ``s`` is the seed-to-seed standard deviation of one training run
   (measured by ``bench/seed_spread.py``), and a row that averages k seeds (its ``seeds`` column) gets
-  ``z * sqrt(2 / k) * s``, rounded up to half a point: the spread of the difference of two such means;
+  ``z * sqrt(2 / k) * s``, rounded up to half a point: the spread of the difference of two such means.
+  ``s`` is the spread pooled over the table's rows, or the row's own (``"sd_by_row": {"tin_T16": ...}``)
+  where that is larger: a noisy row gets its own width, a quiet one never less than the pooled;
 * a row of the reference missing from the fresh table, or a column it compares, is a regression.
 
 A reference table that the fresh folder lacks is listed as "not produced" (not a regression: the
@@ -72,13 +74,15 @@ def tolerances(reference: Path, override: float | None) -> dict[str, Any]:
     return table
 
 
-def _tolerance(table: dict[str, Any], name: str, metric: str, seeds: int = 1) -> float:
-    """The tolerance of ``metric`` in table ``name`` for rows that average ``seeds`` runs."""
+def _tolerance(table: dict[str, Any], name: str, metric: str, seeds: int = 1, row: str | None = None) -> float:
+    """The tolerance of ``metric`` in table ``name`` for rows that average ``seeds`` runs; ``row``
+    (``"<model>_T<frames>"``) picks the row's own standard deviation where ``sd_by_row`` has a larger one."""
     value = table.get(name, {}).get(metric, table.get("default", DEFAULT_TOLERANCE))
     if isinstance(value, dict):
         try:
             sd, z = float(value["sd"]), float(value.get("z", 3.0))
-        except (KeyError, TypeError, ValueError) as e:
+            sd = max(sd, float(value.get("sd_by_row", {}).get(row, 0.0)))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DataError(f"tolerances.json: {name}.{metric} = {value!r} is not a tolerance ({e})") from None
         return math.ceil(2 * z * math.sqrt(2 / max(seeds, 1)) * sd) / 2
     return float(value)
@@ -128,7 +132,8 @@ def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tol: 
                 continue
             ref, new = float(row[f"{col}_ref"]), float(row[f"{col}_new"])
             seeds = len(str(row["seeds"]).split()) if "seeds" in row else 1
-            t = _tolerance(tol, name, col, seeds) if col in ACCURACY else None
+            label = f"{row['model']}_T{row['frames']}" if "model" in row and "frames" in row else None
+            t = _tolerance(tol, name, col, seeds, label) if col in ACCURACY else None
             status = _status(col, ref, new, t or 0.0, two_sided)
             if status is not None:
                 out.append(_record(where, col, ref, new, status, t))

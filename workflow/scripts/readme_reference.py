@@ -96,6 +96,32 @@ def comparisons(ref: Path) -> str:
     return _md(out)
 
 
+def seed_study(ref: Path) -> str:
+    """Recipe -> val top-1 mean ± sd over the seeds per model and frames, minutes per run, convergence."""
+    t = pd.read_csv(ref / "seed_study" / "seed_spread.csv")
+    t = t[t.metric == "val_top1"]
+    rows = []
+    for (recipe, frames), g in t.groupby(["recipe", "frames"], sort=False):
+        row = {"recipe": recipe, "frames": int(frames), "seeds": int(g.n.max())}
+        for r in g.itertuples():
+            row[r.model] = f"{r.mean:.1f} ± {r.sd:.1f}"
+        row["sd ≤ 3 (temporal models)"] = "yes" if (g[g.model != "tsn"].sd <= 3).all() else "no"
+        row["converged"] = "yes" if g.converged.all() else "no"
+        row["minutes per run"] = f"{g.minutes_per_run.min():.1f}–{g.minutes_per_run.max():.1f}"
+        rows.append(row)
+    return _md(pd.DataFrame(rows))
+
+
+def aa_rate(ref: Path) -> str:
+    t = pd.read_csv(ref / "aa_rate.csv")
+    return _md(pd.DataFrame({
+        "model": t.model.where(t.model != "all", "all"), "frames": t.frames.map(lambda f: "–" if f == 0 else str(f)),
+        "seeds per side": t.k.astype(str), "A/A splits": t.splits,
+        "verdict rule": [f"{d} ({r:.1%})" for d, r in zip(t.rule_directional, t.rule_rate)],
+        "interval alone": [f"{d} ({r:.1%})" for d, r in zip(t.interval_only_directional, t.interval_only_rate)],
+        "McNemar on one run": [f"{d} ({r:.1%})" for d, r in zip(t.mcnemar_only_directional, t.mcnemar_only_rate)]}))
+
+
 def latency_ratios(ref: Path) -> str:
     t = pd.read_csv(ref / "latency.csv")
     t = t[t.kind == "model"].set_index(["name", "mode", "frames"]).median_ms
@@ -135,6 +161,15 @@ def render(ref: Path, shown: str) -> str:
              "channels for 4 groups plus 4 reverse groups; top-1 as mean ± standard deviation over the seeds "
              "where there are several):", table5(ref),
              f"**Latency ratios** (`{shown}/latency.csv`, same run, interleaved rounds):", latency_ratios(ref)]
+    if (ref / "seed_study" / "seed_spread.csv").is_file():
+        parts += [f"**Seed study** (`{shown}/seed_study/`, `bench/seed_spread.py`): val top-1 mean ± standard "
+                  "deviation over the seeds, per recipe, model and frames; \"converged\": every run's train top-1 "
+                  "gained less than 5 points over its last quarter of epochs; minutes of training per run (one "
+                  "thread, two runs at a time on 2 cores).", seed_study(ref)]
+    if (ref / "aa_rate.csv").is_file():
+        parts += [f"**A/A false positives** (`{shown}/aa_rate.csv`, `bench/aa_rate.py`): each model against itself "
+                  "on disjoint seeds of the seed study; a \"better\"/\"worse\" is a false positive (no Holm "
+                  "adjustment: one comparison at a time).", aa_rate(ref)]
     if (ref / "comparisons.csv").is_file():
         parts += [f"**Comparisons** (`{shown}/comparisons.csv`, `tinlab compare`): each model against TSN and TSM, "
                   "TIN against r-TCN (the negative control: the same function, the same initial weights and data, "
