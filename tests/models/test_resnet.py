@@ -48,7 +48,7 @@ def test_placement_every_block_and_every_other_for_resnet101_tsm():
 def test_tada_is_the_official_tada2d_network():
     """configs/projects/tada/ssv2/tada2d_8f.yaml: stem conv+BN+ReLU without max pool, the first block of
     stage 1 downsamples (its TAda 3x3 and its shortcut), head pooled over time then dropout then fc,
-    the official initialisation, 27,022,398 parameters at 174 classes (REFERENCE.md)."""
+    the official initialisation, 27,022,398 parameters at 174 classes (the official code run on CPU)."""
     torch.manual_seed(0)
     m = create_model("tada", backbone="resnet50", num_classes=174, num_segments=8)
     b = m.backbone

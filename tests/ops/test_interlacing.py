@@ -111,7 +111,7 @@ def adjoint_error(op, x, o, w, boundary) -> float:
 
 
 class _WrongDirectionBackward(torch.autograd.Function):
-    """The bug REFERENCE.md describes in mmcv's tin_shift: the data gradient shifted the SAME way."""
+    """The bug in mmcv's tin_shift: the data gradient shifted the SAME way."""
 
     @staticmethod
     def forward(ctx, x, o, w, boundary):

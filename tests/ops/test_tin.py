@@ -17,7 +17,7 @@ def test_official_defaults_and_parameter_count():
     assert (op.shift_div, op.groups, op.reverse, op.boundary, op.offset_range, op.attention) == \
         (4, 2, True, "zero", 2.0, True)
     fold = c // 4
-    # REFERENCE.md: with G = 2, TIN adds exactly 9*fold + T*T + 3*T + 5 parameters per block.
+    # The official code: with G = 2, TIN adds exactly 9*fold + T*T + 3*T + 5 parameters per block.
     assert sum(p.numel() for p in op.parameters()) == 9 * fold + t * t + 3 * t + 5
     assert op.offset_net.fc2.bias.detach().tolist() == pytest.approx([0.5108] * 2, abs=1e-4)
     assert op.weight_net.conv.bias.abs().max() == 0
@@ -35,7 +35,7 @@ def test_initial_offsets_and_weights():
 
 
 def official_forward(op: TemporalInterlace, x: torch.Tensor) -> torch.Tensor:
-    """TIN's forward written out step by step from REFERENCE.md (independent of TemporalInterlace)."""
+    """TIN's forward written out step by step from its definition (independent of TemporalInterlace)."""
     n = x.shape[0] // op.num_segments
     t, c, fold = op.num_segments, op.channels, op.fold
     x5 = x.view(n, t, c, *x.shape[2:])

@@ -9,7 +9,7 @@ A config has four sections; every key is optional and unknown keys are errors::
     optim: {recipe: paper, lr: null, epochs: null, ...}      # null = the recipe's value
     run:   {seed: 0, out: null, device: auto, amp: true, channels_last: true, threads: 0}
 
-Recipes (``../shared/REFERENCE.md``, "Training recipes"): ``paper`` = the TIN paper (SGD 0.9, lr 0.005
+Recipes: ``paper`` = the TIN paper (SGD 0.9, lr 0.005
 /10 at epochs 10 and 20, 25 epochs, wd 5e-4, dropout 0.5, frozen BN); ``official`` = the TIN code
 (lr 0.02 cosine, 1 warm-up epoch, 40 epochs, dropout 0.8, grad clip 20, partial BN, fc lr x5/x10, the
 biases of TIN's nets x2).

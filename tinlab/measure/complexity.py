@@ -2,7 +2,7 @@
 
 ``python -m tinlab complexity --out results/complexity.csv`` counts ResNet-50, 224x224, 8 and 16
 frames, 174 (Something-Something) and 400 (Kinetics) classes, with :func:`tinlab.measure.cost`.
-Published figures, where REFERENCE.md has one, stand beside the measured ones with their source.
+Published figures, where the papers or official code give one, stand beside the measured ones with their source.
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from ..utils.io import read_text
 
 TABLES = ("table1", "table2", "table5", "published")
 # Published top-1 (%, one clip, centre crop) of the released checkpoints: (model, dataset, frames) -> (top-1,
-# source). ../shared/REFERENCE.md gathers them from the papers and official repositories.
+# source): from the papers and the official repositories' READMEs.
 PUBLISHED_TOP1 = {
     ("tsm", "something-v1", 8): (45.6, "TSM repository README"),
     ("tsm", "something-v1", 16): (47.2, "TSM repository README"),

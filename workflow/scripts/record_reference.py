@@ -4,7 +4,7 @@
 
 A reference changes only after ``tinlab regress`` of the new files against the old ones has been read:
 this script prints that comparison first (exit status included), then, with ``--yes``, copies every result
-file the reference already holds (tables, comparisons, measurements, plots, the summary; each with its
+file the reference already holds (and those named by ``--add``) (tables, comparisons, measurements, plots, the summary; each with its
 provenance) from ``--results`` into ``--reference``, and re-renders the README's reference tables when the
 reference is the README's (``results/reference``). Without ``--yes`` nothing is written: paste the printed
 comparison into the commit message, then run it again with ``--yes``.
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--reference", type=Path, default=Path("results/reference"))
     parser.add_argument("--yes", action="store_true", help="copy the files after printing the comparison")
+    parser.add_argument("--add", nargs="+", default=[], choices=RESULT_FILES, metavar="FILE",
+                        help="also record these result files, which the reference does not hold yet")
     args = parser.parse_args(argv)
     check = subprocess.run([sys.executable, "-m", "tinlab", "regress", "--results", str(args.results),
                             "--reference", str(args.reference)], capture_output=True, text=True)
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     print(check.stdout + check.stderr, end="")
     if check.returncode == 2:
         return 2
-    names = [n for n in RESULT_FILES if (args.reference / n).is_file() and (args.results / n).is_file()]
+    names = [n for n in RESULT_FILES if ((args.reference / n).is_file() or n in args.add) and (args.results / n).is_file()]
     plots = sorted((args.results / "plots").glob("*.png")) if (args.reference / "plots").is_dir() else []
     if not args.yes:
         print(f"\nnothing written; with --yes: {', '.join(names + [f'plots/{p.name}' for p in plots])} "
