@@ -85,8 +85,9 @@ def test_planted_regressions_fail_the_check_naming_their_rows(ci_run, tmp_path):
     out = snakemake(planted, "results/table1.csv", "--configfile", str(CI), env={"PYTHONPATH": str(hook)}, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     log = out.stdout + out.stderr
-    assert f"{TSM_RUN}/train_summary.json" in log and f"{TIN_RUN}/metrics.json" in log
-    assert f"{TIN_RUN}/train_summary.json" not in log and "tsn_T8_synthetic-motion/train_summary.json" not in log
+    # retrained: TSM alone; re-evaluated: TSM and TIN (train_summary.json also shows up as evaluate's input)
+    assert f"output: {TSM_RUN}/train_summary.json" in log and f"output: {TIN_RUN}/metrics.json" in log
+    assert f"output: {TIN_RUN}/train_summary.json" not in log and "output: results/runs/tsn_T8" not in log
     fresh = pd.read_csv(planted / "results" / "table1.csv").set_index("model")
     reference = pd.read_csv(REFERENCE / "table1.csv").set_index("model")
     assert 6 <= reference.loc["tin", "val_top1"] - fresh.loc["tin", "val_top1"] <= 16  # about 10 points

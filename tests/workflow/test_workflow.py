@@ -35,10 +35,12 @@ def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
     # Table 1: 4 models x 2 frame counts x 3 seeds, each with its run config, trained and evaluated once.
     assert jobs["train"] == 24 and jobs["evaluate"] == 24 and jobs["run_config"] == 24
     assert jobs["generate_synthetic_motion"] == 1 and "generate_synthetic_appearance" not in jobs and jobs["latency"] == 1
-    # One recipe for every model and both frame counts; the run config carries the seed and the thread count.
-    for variant, seed in (("tin_T16_synthetic-motion", 0), ("tsn-seed2_T8_synthetic-motion", 2)):
+    # One recipe for every model (base_by_frames: 24 epochs at 16 frames, 16 at 8); the run config carries the
+    # seed and the thread count.
+    for variant, seed, epochs in (("tin_T16_synthetic-motion", 0, 24), ("tsn-seed2_T8_synthetic-motion", 2, 16)):
         cfg = run_config_of(tmp_path, variant)
-        assert (cfg["optim"]["epochs"], cfg["optim"]["warmup_epochs"], cfg["optim"]["schedule"]) == (16, 2.0, "cosine")
+        assert (cfg["optim"]["epochs"], cfg["optim"]["warmup_epochs"], cfg["optim"]["schedule"]) == \
+            (epochs, 2.0, "cosine"), variant
         assert (cfg["run"]["seed"], cfg["run"]["threads"]) == (seed, 1), variant
     # Table 5: 7 ablation rows x 3 seeds; the other seeds are named after them, seed 0 (the base seed) not.
     ablation = snakemake(tmp_path, "-n", "results/table5.csv")
@@ -61,7 +63,7 @@ def test_a_profile_replaces_the_default_and_inherits_nothing(tmp_path):
     del profile["latency"], profile["resources"]  # schema defaults apply
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
     cfg = run_config_of(tmp_path, "tin_T16_synthetic-motion", "--configfile", str(tmp_path / "p.yaml"))
-    assert cfg["optim"]["epochs"] == 1  # the profile's own; default.yaml's base says 16
+    assert cfg["optim"]["epochs"] == 1  # the profile's own; default.yaml's base_by_frames says 24
     assert cfg["optim"]["warmup_epochs"] == 0.0  # the paper recipe's; default.yaml's base says 2.0
     assert cfg["data"]["root"] == "data/smoke/synthetic-motion"
 
