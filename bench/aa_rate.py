@@ -34,8 +34,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tinlab.report.stats import (NO_VERDICT, mcnemar_exact, paired_bootstrap_difference, seed_test,  # noqa: E402
-                                 verdict)
+from tinlab.report.stats import mcnemar_exact, paired_bootstrap_difference, seed_test, verdict  # noqa: E402
 from tinlab.report.tables import read_predictions  # noqa: E402
 from tinlab.utils.io import write_csv  # noqa: E402
 from tinlab.utils.provenance import provenance  # noqa: E402
@@ -72,7 +71,7 @@ def judge(a: np.ndarray, b: np.ndarray) -> dict[str, bool]:
     diff, lo, hi = paired_bootstrap_difference(a, b, resamples=RESAMPLES)
     p = seed_test(a.mean(1), b.mean(1), paired=False)
     interval = (lo > 0 or hi < 0) and diff != 0
-    rule = verdict(diff, lo, hi, p) not in (NO_VERDICT, "not distinguishable at this size")
+    rule = verdict(diff, lo, hi, p) in ("better", "worse")
     return {"rule": rule, "interval_only": interval, "mcnemar_only": mcnemar_exact(a[0], b[0])[2] < 0.05}
 
 
