@@ -23,9 +23,9 @@ def scratch_registry(monkeypatch):
 
 
 def test_builtins_in_registration_order_and_patterns():
-    assert tinlab.list_models() == ["tsn", "tsm", "tin", "rtcn", "tcn", "tada"]
-    assert tinlab.list_models("t*") == ["tsn", "tsm", "tin", "tcn", "tada"]
-    assert tinlab.list_models("*tcn") == ["rtcn", "tcn"] and tinlab.list_temporal_ops(kind="block") == ["tada"]
+    assert tinlab.list_models() == ["tsn", "tsm", "tin", "rtcn", "tcn", "tada", "tadav2"]
+    assert tinlab.list_models("t*") == ["tsn", "tsm", "tin", "tcn", "tada", "tadav2"]
+    assert tinlab.list_models("*tcn") == ["rtcn", "tcn"] and tinlab.list_temporal_ops(kind="block") == ["tada", "tadav2"]
     assert tinlab.get_module("tin").defaults["groups"] == 2
     with pytest.raises(ValueError, match=r"unknown model 'i3d'; registered: \['tsn'"):
         tinlab.get_module("i3d")

@@ -35,7 +35,7 @@ the built-in modules' classes are imported only when a model is built (``factory
 
 Example:
     >>> list_models("t*")
-    ['tsn', 'tsm', 'tin', 'tcn', 'tada']
+    ['tsn', 'tsm', 'tin', 'tcn', 'tada', 'tadav2']
     >>> get_module("tin").defaults["groups"]
     2
 """
@@ -197,6 +197,13 @@ register_temporal_op("rtcn", "tinlab.ops.rtcn:RegularizedTCN", defaults=_TIN_DEF
                      description="TIN computed as a regularized temporal convolution")
 register_temporal_op("tcn", "tinlab.ops.tcn:TemporalConv", defaults={"shift_div": 4, "kernel_size": 3},
                      description="a free depthwise temporal convolution: the unconstrained control")
-register_block_op("tada", "tinlab.ops.tada:tada_block", defaults={},
-                  network={"stem": "conv", "stage1_stride": 2, "head": "pool"},
+# TAdaConv v1 and v2 share the official TAda2D network (conv stem without max pool, stride 2 in stage 1's
+# first block, average over frames before the fc), so that they differ only in the operator.
+_TADA_NETWORK = {"stem": "conv", "stage1_stride": 2, "head": "pool"}
+register_block_op("tada", "tinlab.ops.tada:tada_block", defaults={"route_norm": "batchnorm"},
+                  network=_TADA_NETWORK,
                   description="TAdaConv: temporally adaptive 3x3 kernels, the official TAda2D network (Huang et al. 2022)")
+register_block_op("tadav2", "tinlab.ops.tadav2:tadav2_block",
+                  defaults={"rf_r": 4, "rf_k": (3, 3), "head_dim": 64, "bias": False, "cal_dim": "cin"},
+                  network=_TADA_NETWORK,
+                  description="TAdaConvV2: TAdaConv with a LayerNorm/self-attention routing function (Huang et al. 2023)")

@@ -11,7 +11,7 @@ def test_complexity_cli_small(tmp_path):
     assert main(["complexity", "--out", str(out), "--backbone", "resnet18", "--frames", "4", "8",
                  "--classes", "10", "--input-size", "32", "--width-mult", "0.5", "--small-stem"]) == 0
     frame = pd.read_csv(out)
-    assert len(frame) == 2 * 6 and frame.model.iloc[0] == "tsn"
+    assert len(frame) == 2 * 7 and frame.model.iloc[0] == "tsn"
     tsn = frame[frame.model == "tsn"].set_index("frames")
     tsm = frame[frame.model == "tsm"].set_index("frames")
     assert (tsm.gflops == tsn.gflops).all() and (tsm.params == tsn.params).all()

@@ -15,8 +15,8 @@ from tinlab.measure.cost import flop_analysis, flops, handles, parameters
 from tinlab.ops import interlace
 
 # Modules by name (``tinlab.ops.interlacing`` is also a function of the package).
-flops_module, interlace_module, tin_module = (importlib.import_module(f"tinlab.{m}") for m in
-                                              ("measure.cost", "ops.interlacing", "ops.tin"))
+flops_module, interlace_module, tin_module, tada_module = (importlib.import_module(f"tinlab.{m}") for m in
+                                                           ("measure.cost", "ops.interlacing", "ops.tin", "ops.tada"))
 
 SMALL = dict(backbone="resnet18", num_classes=10, width_mult=0.5, small_stem=True)
 
@@ -41,9 +41,18 @@ def _rule(count):
 _per_output = _rule(lambda *args, out: out.numel())
 _per_input = _rule(lambda x, *args, out: x.numel())
 _pool = _rule(lambda x, kernel, *args, out: out.numel() * prod(kernel))
+
+
+def _layer_norm(x, *args, out_val=None, **kwargs):
+    """A layer norm: mean, square, mean of squares, scale by 1/sd, affine multiply = 5 per element."""
+    return 2 * 5 * x.numel()
+
+
+_layer_norm._get_raw = True
 ELEMENTWISE = {aten.mul: _per_output, aten.mul_: _per_output, aten.div: _per_output, aten.div_: _per_output,
                aten.addcmul: _per_output, aten.addcmul_: _per_output, aten.mean: _per_input,
-               aten._adaptive_avg_pool2d: _per_input, aten.avg_pool3d: _pool, aten.avg_pool2d: _pool}
+               aten._adaptive_avg_pool2d: _per_input, aten.avg_pool3d: _pool, aten.avg_pool2d: _pool,
+               aten._softmax: _per_output, aten.native_layer_norm: _layer_norm}
 
 
 def counted_as_decomposed(model: torch.nn.Module, clip: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> int:
@@ -54,6 +63,7 @@ def counted_as_decomposed(model: torch.nn.Module, clip: torch.Tensor, monkeypatc
                   _interlace_frames_torch(rows, *interlace_module.tin_coefficients(z, v, rows.shape[1], r, reverse,
                                                                                    boundary, rows.dtype)))
         m.setattr(tin_module, "leading_row_mean", lambda x, rows: x[:, :, :rows].mean(-1).flatten(2).transpose(1, 2))
+        m.setattr(tada_module, "temporal_avg_pool", tada_module.temporal_avg_pool_3d)  # not the CPU fast path
         with FlopCounterMode(display=False, custom_mapping=ELEMENTWISE) as counter, torch.no_grad():
             model.eval()(clip)
     total = counter.get_total_flops()
@@ -91,6 +101,7 @@ def test_temporal_ops_arithmetic_is_counted():
     cost = {n: flops(tinlab.create_model(n, num_segments=8, **SMALL), clip) for n in tinlab.list_models()}
     assert cost["tsm"] == cost["tsn"]  # a shift moves data only
     assert cost["tin"] > cost["tsn"] and cost["rtcn"] > cost["tin"] and cost["tada"] > cost["tsn"]
+    assert cost["tadav2"] > cost["tsn"]
     by_op = flop_analysis(tinlab.create_model("tin", num_segments=8, **SMALL), clip).by_operator()
     assert by_op["tin_interlace"] > 0 and by_op["leading_row_mean"] > 0
 

@@ -37,9 +37,10 @@ def op_count(name: str) -> int:
     return sum(count.ops.values())
 
 
-# Budgets relative to TSM-R50 (measured: TSN 179, TSM 227, TIN 339, r-TCN 899, TCN 339, TAda 514). Before
-# TIN's coefficient arithmetic moved into tinlab::tin_interlace, TIN issued 995 (4.4x TSM).
-BUDGET = {"tsn": 1.0, "tsm": 1.0, "tin": 1.7, "rtcn": 4.5, "tcn": 1.7, "tada": 2.5}
+# Budgets relative to TSM-R50 (measured: TSN 179, TSM 227, TIN 339, r-TCN 899, TCN 339, TAda 514, TAdaV2 786:
+# its routing's LayerNorms and attention add ~17 small ops per block). Before TIN's coefficient arithmetic
+# moved into tinlab::tin_interlace, TIN issued 995 (4.4x TSM).
+BUDGET = {"tsn": 1.0, "tsm": 1.0, "tin": 1.7, "rtcn": 4.5, "tcn": 1.7, "tada": 2.5, "tadav2": 3.6}
 
 
 def test_operator_count_budgets():

@@ -21,7 +21,7 @@ def test_every_model_maps_clips_to_logits_and_trains(name):
 
 
 def test_registry_and_head_init():
-    assert tinlab.list_models() == ["tsn", "tsm", "tin", "rtcn", "tcn", "tada"]
+    assert tinlab.list_models() == ["tsn", "tsm", "tin", "rtcn", "tcn", "tada", "tadav2"]
     m = tinlab.create_model("tsn", backbone="resnet50", num_classes=174)
     assert m.fc.bias.abs().max() == 0 and 0.0007 < m.fc.weight.std() < 0.0013
     with pytest.raises(ValueError, match="unknown model 'i3d'"):
@@ -46,9 +46,9 @@ def test_tsn_ignores_frame_order_and_temporal_models_do_not():
             for _, p in m.named_parameters():
                 if p.dim() == 3:
                     torch.nn.init.normal_(p)
-        if name == "tada":  # identity calibration at init: switch the routing on
+        if name in ("tada", "tadav2"):  # identity calibration at init: switch the routing on
             for n, p in m.named_parameters():
-                if n.endswith("route.b.weight") or n.endswith(".temporal.weight"):
+                if n.endswith(("route.b.weight", "rf.b.weight", ".temporal.weight")):
                     torch.nn.init.normal_(p, 0, 0.5)
         with torch.no_grad():
             a, b = m(x), m(x.flip(1))

@@ -88,7 +88,7 @@ def _fake_torchvision_checkpoint(tmp_path, arch="resnet18", prefix="", extra=Non
     return src, path
 
 
-@pytest.mark.parametrize("model", ["tin", "tsm", "tada"])
+@pytest.mark.parametrize("model", ["tin", "tsm", "tada", "tadav2"])
 def test_load_torchvision_checkpoint_into_temporal_models(tmp_path, model):
     src, path = _fake_torchvision_checkpoint(tmp_path, prefix="module.")
     m = create_model(model, backbone="resnet18", num_classes=7, pretrained=path)

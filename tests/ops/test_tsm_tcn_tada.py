@@ -68,7 +68,7 @@ def test_tada_identity_calibration_at_init_then_per_frame_kernels():
 
 
 def test_factory():
-    assert list_temporal_ops() == ["tsm", "tin", "rtcn", "tcn", "tada"]  # registration order
+    assert list_temporal_ops() == ["tsm", "tin", "rtcn", "tcn", "tada", "tadav2"]  # registration order
     assert isinstance(create_temporal_op("tsm", 64, 8, shift_div=4), TemporalShift)
     assert create_temporal_op("tada", 16, 8)(torch.randn(16, 16, 4, 4)).shape == (16, 16, 4, 4)
     with pytest.raises(ValueError, match="'tsn' has no temporal module"):

@@ -13,6 +13,9 @@ interpolation and temporal attention, fused)    the frame weight folded into a0/
 elementwise mul / div (weights, calibration)    1 per output element
 mean, adaptive average pool                     1 per input element
 temporal / spatial average pool                 kernel volume per output element
+softmax                                         1 per output element (the normalising division)
+layer norm                                      5 per element (mean, square, variance, scale, affine;
+                                                fvcore's own rule): unlike a BatchNorm it cannot fold
 add, sub, neg, abs, comparisons, sigmoid,       0: additions on their own and nonlinearities are not
 ReLU, data movement                             multiply-adds (residual adds are not counted either)
 ==============================================  ==========================================================
@@ -71,6 +74,7 @@ FLOP_HANDLES: dict[str, Callable[[list, list], int] | None] = {
     "aten::div": _per_output(1), "aten::div_": _per_output(1),
     "aten::mean": _per_input,
     "aten::avg_pool3d": _avg_pool, "aten::avg_pool2d": _avg_pool,
+    "aten::softmax": _per_output(1),
 }
 
 

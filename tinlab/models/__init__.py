@@ -2,7 +2,7 @@
 
 >>> import tinlab
 >>> tinlab.list_models()
-['tsn', 'tsm', 'tin', 'rtcn', 'tcn', 'tada']
+['tsn', 'tsm', 'tin', 'rtcn', 'tcn', 'tada', 'tadav2']
 >>> model = tinlab.create_model("tin", backbone="resnet18", num_classes=10, num_segments=8,
 ...                             width_mult=0.25, small_stem=True, groups=2)
 """

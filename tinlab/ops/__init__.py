@@ -4,7 +4,7 @@ Names, defaults and classes come from :mod:`tinlab.registry` (plug-ins included)
 
 >>> from tinlab.ops import create_temporal_op, list_temporal_ops
 >>> list_temporal_ops()
-['tsm', 'tin', 'rtcn', 'tcn', 'tada']
+['tsm', 'tin', 'rtcn', 'tcn', 'tada', 'tadav2']
 >>> op = create_temporal_op("tin", channels=64, num_segments=8, groups=2, reverse=True)
 """
 from __future__ import annotations
