@@ -13,8 +13,8 @@ Example:
 """
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "RunFolderError", "TrainingFailed", "UserError",
-           "one_line"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "EvaluationFailed", "RunFolderError", "TrainingFailed",
+           "UserError", "diverged_label", "one_line"]
 
 
 class UserError(Exception):
@@ -39,7 +39,38 @@ class RunFolderError(UserError):
 
 class TrainingFailed(RuntimeError):
     """Training stopped on a non-finite loss, gradient or validation loss (named epoch and iteration).
-    The run folder is marked failed; its last checkpoint is intact. Exit code 1."""
+    The run folder is marked failed; its last checkpoint is intact. Exit code 1.
+
+    ``what`` ("loss", "gradient", "validation loss", "evaluation logits"), ``epoch`` (1-based: the epoch
+    during which, or after which for a validation, it went non-finite), ``iteration`` (0-based, within the
+    epoch; None for a validation) and ``value`` say what happened: :meth:`details` as a dict, which
+    ``tinlab train --record-divergence`` writes into the run's summary (a divergence is then a result)."""
+
+    def __init__(self, message: str, *, what: str | None = None, epoch: int | None = None,
+                 iteration: int | None = None, value: float | None = None) -> None:
+        super().__init__(message)
+        self.what, self.epoch, self.iteration, self.value = what, epoch, iteration, value
+
+    def details(self) -> dict:
+        return {"what": self.what, "epoch": self.epoch, "iteration": self.iteration, "value": _finite_or_str(self.value),
+                "message": str(self)}
+
+
+class EvaluationFailed(TrainingFailed):
+    """Evaluation produced non-finite logits (the weights diverged): no accuracy is reported. Exit code 1."""
+
+
+def _finite_or_str(value: float | None) -> float | str | None:
+    """JSON has no NaN/inf: those are written as strings."""
+    import math
+
+    return value if value is None or math.isfinite(value) else str(value)
+
+
+def diverged_label(details: dict) -> str:
+    """One short line for a table cell: ``diverged at epoch 5 (validation loss)``."""
+    epoch = details.get("epoch")
+    return f"diverged at epoch {epoch if epoch is not None else '?'} ({details.get('what') or 'non-finite'})"
 
 
 NonFiniteLossError = TrainingFailed  # the name earlier versions raised

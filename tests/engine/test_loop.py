@@ -16,7 +16,7 @@ from tinlab.errors import TrainingFailed
 
 def test_non_finite_loss_names_epoch_and_iteration_and_marks_the_run_failed(tmp_path, write_config, capsys):
     config = write_config("tsn", optim={"lr": 1.0e30})
-    with pytest.raises(TrainingFailed, match=r"non-finite loss \(loss nan.*\) at epoch 0 iteration 1"):
+    with pytest.raises(TrainingFailed, match=r"non-finite loss \(loss nan.*\) at epoch 1 iteration 1"):
         train(load_config(config), tmp_path / "nan")
     assert not (tmp_path / "nan" / "checkpoint.pt").exists() and not (tmp_path / "nan" / "train_summary.json").exists()
     failed = json.loads((tmp_path / "nan" / "train_failed.json").read_text())
@@ -41,7 +41,7 @@ def test_non_finite_gradient_with_a_finite_loss_stops_before_the_step(write_conf
     trainer = Trainer(load_config(write_config("tsn", optim={"epochs": 1})))
     before = trainer.model.fc.weight.detach().clone()
     _poison(trainer, at_step=2, factor=float("inf"))
-    with pytest.raises(TrainingFailed, match=r"non-finite gradient \(loss [0-9.]+, gradient norm inf\) at epoch 0 "
+    with pytest.raises(TrainingFailed, match=r"non-finite gradient \(loss [0-9.]+, gradient norm inf\) at epoch 1 "
                                              r"iteration 2"):
         trainer.fit()
     assert torch.isfinite(trainer.model.fc.weight).all() and not torch.equal(before, trainer.model.fc.weight)
@@ -56,5 +56,5 @@ def test_divergence_seen_only_in_validation_stops_the_run(write_config):
             trainer.model.backbone.bn1.running_mean.fill_(float("nan"))
 
     trainer = Trainer(load_config(write_config("tsn", optim={"epochs": 1})), callbacks=[CorruptRunningStats()])
-    with pytest.raises(TrainingFailed, match=r"non-finite validation loss \(nan\) after epoch 0"):
+    with pytest.raises(TrainingFailed, match=r"non-finite validation loss \(nan\) after epoch 1"):
         trainer.fit()

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from ..data import build_dataloader, normalize_clips
-from ..errors import CheckpointError, ConfigError, DataError, RunFolderError
+from ..errors import CheckpointError, ConfigError, DataError, EvaluationFailed, RunFolderError, diverged_label
 from ..models.checkpoints import load_checkpoint
 from ..utils.io import read_text, write_csv, write_json
 from ..utils.provenance import provenance
@@ -182,11 +182,43 @@ def _load(model: torch.nn.Module, checkpoint: str | Path, digest: str | None) ->
             "train_code_version": "+".join(info["code_versions"] or []) or None}
 
 
+def record_divergence_metrics(cfg: Config, out: str | Path, diverged: dict[str, Any], *, checkpoint: str | Path | None = None,
+                      checkpoint_epoch: int | None = None, train_code_version: str | None = None,
+                      train_config_hash: str | None = None) -> dict[str, Any]:
+    """The metrics of a run that diverged: no accuracy (``top1``/``top5`` None), ``diverged`` (what went
+    non-finite, the epoch, iteration, value), and the cost columns counted on the model, so that tables
+    show the row with its GFLOPs and parameters and "diverged at epoch k" in place of accuracies. The
+    predictions and offsets CSVs are written with their columns and no rows."""
+    out, digest = Path(out), config_hash(cfg)
+    device = resolve_device(cfg.run.device)
+    set_threads(cfg.run.threads)
+    model = build_model(cfg).to(device).eval()
+    k = model.num_classes
+    prov = {**provenance(config_to_dict(cfg), device), "config_hash": digest, "train_config_hash": train_config_hash,
+            "seed": cfg.run.seed}
+    names = load_class_names(cfg.data.root, k)
+    metrics = {"diverged": diverged, "top1": None, "top5": None, "num_videos": 0, "class_names": names,
+               "checkpoint": None if checkpoint is None else str(checkpoint), "checkpoint_epoch": checkpoint_epoch,
+               "train_code_version": train_code_version, "finished": True, "cost": cost_of(model, cfg, device)}
+    csv = out.with_name(out.stem + ".offsets.csv")
+    import pandas as pd
+
+    write_csv(pd.DataFrame(columns=["layer", "layer_index", "kind", "group", "frame", "value"]), csv, prov)
+    predictions = out.with_name(out.stem + ".predictions.csv")
+    empty = torch.zeros(0, k)
+    write_csv(per_video_predictions(empty, torch.zeros(0, dtype=torch.long), [], None), predictions, prov)
+    metrics.update(offsets={}, offsets_csv=str(csv), predictions_csv=str(predictions), provenance=prov)
+    write_json(out, metrics)
+    return metrics
+
+
 def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: int | None = None,
-             check_hash: bool = True, finished: bool = True) -> dict[str, Any]:
+             check_hash: bool = True, finished: bool = True, record_divergence: bool = False) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (a training checkpoint, or any format tinlab reads: official TSM / TIN /
     TAdaConv, MMAction2, a bare state_dict; :mod:`tinlab.models.checkpoints`) on the validation split of
     ``cfg`` with its test views; write the metrics JSON ``out`` (and the offsets CSV for TIN/r-TCN).
+    Non-finite logits (diverged weights) give no accuracy: :class:`~tinlab.errors.EvaluationFailed` and no
+    file, or with ``record_divergence`` metrics that record it (:func:`record_divergence_metrics`).
     ``check_hash``: refuse a checkpoint trained with another config (off when test-time overrides
     such as more views change the hash on purpose; both hashes are recorded). ``finished`` is
     recorded: False when a run was evaluated before its training finished.
@@ -210,6 +242,17 @@ def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: i
     logits, labels, views = predict(model, loader, device, amp)
     seconds, k = time.perf_counter() - start, model.num_classes
     probe.remove()
+    bad = int((~torch.isfinite(logits).all(1)).sum())
+    if bad:
+        error = EvaluationFailed(f"{checkpoint}: non-finite logits for {bad} of {len(labels)} validation videos (the "
+                                 f"weights diverged): no accuracy to report", what="evaluation logits",
+                                 epoch=origin["epoch"], value=float("nan"))
+        if not record_divergence:
+            raise error
+        return record_divergence_metrics(cfg, out, {**error.details(), "videos": bad}, checkpoint=checkpoint,
+                                         checkpoint_epoch=origin["epoch"],
+                                         train_code_version=origin["train_code_version"],
+                                         train_config_hash=origin["train_config_hash"])
     twins = load_twins(cfg.data.root, k)
     metrics = classification_metrics(logits, labels, load_class_names(cfg.data.root, k), twins)
     metrics.update({"views_per_video": views // max(len(labels), 1), "checkpoint": str(checkpoint),
@@ -241,6 +284,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config key, e.g. --set data.test_clips=2 (repeatable)")
     parser.add_argument("--out", help="metrics JSON (default: <run>/metrics.json)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: data.batch_size")
+    parser.add_argument("--record-divergence", action="store_true",
+                        help="a run whose training diverged, or whose logits are non-finite, gets metrics that "
+                             "record the divergence (no accuracy) instead of an error (exit 1)")
     parser.add_argument("--allow-unfinished", action="store_true",
                         help="evaluate a run whose training has not finished (recorded as finished: false)")
 
@@ -260,6 +306,14 @@ def _from_run(args: argparse.Namespace) -> tuple[Path, Path, Path, bool]:
     return Path(args.config or folder.config), checkpoint, Path(args.out or folder.path / "metrics.json"), finished
 
 
+def _diverged_in_training(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``diverged`` of the run's summary (``tinlab train --record-divergence``), or None."""
+    if not args.run:
+        return None
+    summary = RunFolder(args.run).finished_summary()
+    return (summary or {}).get("diverged")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.run:
         config, checkpoint, out, finished = _from_run(args)
@@ -268,7 +322,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("give --run DIR, or --config, --checkpoint and --out")
     cfg = load_config(config, args.overrides)
-    m = evaluate(cfg, checkpoint, out, args.batch_size, check_hash=not args.overrides, finished=finished)
+    diverged = _diverged_in_training(args)
+    if diverged is not None:
+        if not args.record_divergence:
+            raise EvaluationFailed(f"{args.run}: training {diverged_label(diverged)}: {diverged.get('message')}; "
+                                   f"there is no trained model to evaluate (--record-divergence records it)")
+        record_divergence_metrics(cfg, out, diverged, train_config_hash=config_hash(cfg))
+        print(f"tinlab evaluate: {out}: training {diverged_label(diverged)}: recorded, no accuracy")
+        return 0
+    m = evaluate(cfg, checkpoint, out, args.batch_size, check_hash=not args.overrides, finished=finished,
+                 record_divergence=args.record_divergence)
+    if m.get("diverged"):
+        print(f"tinlab evaluate: {out}: {diverged_label(m['diverged'])}: {m['diverged']['message']}; recorded, "
+              f"no accuracy")
+        return 0
     twins = m.get("twins", {})
     print(f"tinlab evaluate: {out}: top-1 {m['top1']:.4f} top-5 {m['top5']:.4f}"
           + (f" pair accuracy {twins['pair_accuracy']:.4f}" if twins else ""))

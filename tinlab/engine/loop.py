@@ -101,10 +101,12 @@ class Trainer:
         flag, loss_value = torch.stack([self._all_min(finite.float()), loss.detach().float()]).tolist()
         if not flag:
             lr = self.scheduler.get_last_lr()[0]
-            raise TrainingFailed(f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient'} "
-                                 f"(loss {loss_value:.4g}, gradient norm {norm.item():.4g}) at epoch {epoch} "
-                                 f"iteration {it} (0-based; lr {lr:.3g}): lower optim.lr or check the data; "
-                                 f"the last checkpoint is intact")
+            what = "loss" if not math.isfinite(loss_value) else "gradient"
+            raise TrainingFailed(f"non-finite {what} (loss {loss_value:.4g}, gradient norm {norm.item():.4g}) at "
+                                 f"epoch {epoch + 1} iteration {it} (epoch 1-based, iteration 0-based; lr {lr:.3g}): "
+                                 f"lower optim.lr or check the data; the last checkpoint is intact",
+                                 what=what, epoch=epoch + 1, iteration=it,
+                                 value=loss_value if what == "loss" else norm.item())
         if clip > 0:
             nn.utils.clip_grads_with_norm_(self.params, clip, norm)
         self.scaler.step(self.optimizer)
@@ -165,7 +167,8 @@ class Trainer:
         loss, top1, top5, n = totals.tolist()
         if not math.isfinite(loss):
             raise TrainingFailed(f"non-finite validation loss ({loss / n:.4g}) after epoch "
-                                 f"{'?' if epoch is None else epoch} (0-based): the weights diverged; lower optim.lr")
+                                 f"{'?' if epoch is None else epoch + 1}: the weights diverged; lower optim.lr",
+                                 what="validation loss", epoch=None if epoch is None else epoch + 1, value=loss / n)
         return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n}
 
     def fit(self, start_epoch: int = 0, history: list[dict[str, Any]] | None = None,

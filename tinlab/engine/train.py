@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch.distributed as tdist
 
-from ..errors import ConfigError, RunFolderError, TrainingFailed, UserError
+from ..errors import ConfigError, RunFolderError, TrainingFailed, UserError, diverged_label
 from ..utils.io import atomic_write_text, write_json
 from ..utils.provenance import code_version, provenance
 from .callbacks import OffsetMonitor, ProgressBar, TensorBoard
@@ -75,7 +75,9 @@ def _resume(trainer: Trainer, folder: RunFolder, digest: str) -> tuple[int, list
 def _summary(cfg: Config, digest: str, result: dict[str, Any], trainer: Trainer, wall: float,
              code_versions: list[str]) -> dict[str, Any]:
     history = result["history"]
-    return {"config_hash": digest, "epochs": cfg.optim.epochs, "final": result["final"], "best": result["best"],
+    diverged = {"diverged": result["diverged"]} if result.get("diverged") else {}
+    return {"config_hash": digest, "epochs": cfg.optim.epochs, **diverged, "final": result["final"],
+            "best": result["best"],
             "train_clips_per_s": sum(h["train"]["clips_per_s"] for h in history) / max(len(history), 1),
             "wall_seconds_this_invocation": wall, "world_size": trainer.dist.world_size, "history": history,
             "provenance": {**provenance(config_to_dict(cfg), trainer.device), "seed": cfg.run.seed,
@@ -84,13 +86,17 @@ def _summary(cfg: Config, digest: str, result: dict[str, Any], trainer: Trainer,
 
 
 def train(cfg: Config, out: str | Path, *, force: bool = False, quiet: bool = True,
-          stop_after_epochs: int | None = None, restart_if_changed: bool = False) -> dict[str, Any]:
+          stop_after_epochs: int | None = None, restart_if_changed: bool = False,
+          record_divergence: bool = False) -> dict[str, Any]:
     """Train ``cfg`` into run folder ``out``, resuming from its checkpoint if there is one.
 
     Returns the summary (also written to ``out/train_summary.json``), or ``{"stopped": epoch,
     "config_hash": ...}`` when ``stop_after_epochs`` cut the run short. A run that diverges raises
-    :class:`~tinlab.errors.TrainingFailed` and leaves ``out/train_failed.json``, not a summary. A folder
-    holding another config's run is refused, or started over with ``restart_if_changed``.
+    :class:`~tinlab.errors.TrainingFailed` and leaves ``out/train_failed.json``, not a summary; with
+    ``record_divergence`` (what the workflow asks: a divergence is a result) it writes the summary instead,
+    with ``diverged`` = what went non-finite, the epoch (1-based) and iteration, and the value, the
+    history up to there and no ``final`` accuracy. A folder holding another config's run is refused, or
+    started over with ``restart_if_changed``.
 
     Example (reads a dataset)::
 
@@ -114,9 +120,12 @@ def train(cfg: Config, out: str | Path, *, force: bool = False, quiet: bool = Tr
         try:
             result = trainer.fit(start, history, best, stop_after_epochs)
         except TrainingFailed as e:
-            if dist.is_main:
-                folder.mark_failed(e, config_hash=digest, epochs_done=len(trainer.history))
-            raise
+            if not record_divergence:
+                if dist.is_main:
+                    folder.mark_failed(e, config_hash=digest, epochs_done=len(trainer.history))
+                raise
+            result = {"history": trainer.history, "best": trainer.best, "final": {}, "stopped": None,
+                      "diverged": {**e.details(), "epochs_done": len(trainer.history)}}
         if result["stopped"] is not None:
             return {"stopped": result["stopped"], "config_hash": digest}
         summary = _summary(cfg, digest, result, trainer, time.perf_counter() - wall, saver.code_versions)
@@ -162,6 +171,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop (checkpointed, resumable) once N epochs are done")
     parser.add_argument("--restart-if-changed", action="store_true",
                         help="start over (instead of refusing) when --out holds a run of another config")
+    parser.add_argument("--record-divergence", action="store_true",
+                        help="a run that goes non-finite is a result: write train_summary.json with 'diverged' "
+                             "(what, epoch, iteration) and exit 0, instead of exit 1 and train_failed.json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(args.config, cfg)
     try:
         summary = train(cfg, out, force=args.force, quiet=args.quiet, stop_after_epochs=args.stop_after_epochs,
-                        restart_if_changed=args.restart_if_changed)
+                        restart_if_changed=args.restart_if_changed, record_divergence=args.record_divergence)
     except ConfigError as e:  # found after loading (a model option, the data root): name the file too
         if args.config is None or str(args.config) in str(e):
             raise
@@ -177,6 +189,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if tdist.is_initialized():
             tdist.destroy_process_group()
-    if not args.quiet and "final" in summary and int(os.environ.get("RANK", "0")) == 0:
+    if summary.get("diverged") and int(os.environ.get("RANK", "0")) == 0:
+        print(f"tinlab train: {out}: {diverged_label(summary['diverged'])}: {summary['diverged']['message']}; "
+              f"recorded in train_summary.json (a result: --force trains it again)")
+    elif not args.quiet and "final" in summary and int(os.environ.get("RANK", "0")) == 0:
         print(f"tinlab train: {out}: final val top-1 {summary['final'].get('top1', float('nan')):.4f}")
     return 0

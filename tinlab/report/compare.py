@@ -22,7 +22,9 @@ the videos alone could separate one pair of runs.
 
 The verdict: "better" / "worse" when ``p_holm`` < 0.05 and the interval excludes 0; "no verdict: one run,
 training noise unmeasured" when either row has a single run (however large the difference: a second seed
-can move a row by tens of points); else "not distinguishable at this size". For those, ``limited_by``:
+can move a row by tens of points); "no verdict: <model> diverged" when a row has a seed that diverged (its
+table row has no accuracy: the comparison keeps its place with empty numbers, ``limited_by`` "divergence",
+and takes no part in Holm's adjustment); else "not distinguishable at this size". For those, ``limited_by``:
 "videos" when McNemar (Holm-adjusted over the table) is not below 0.05 (more validation videos would help),
 "seeds" when it is (one pair of runs differs on these videos, but the runs of a row disagree: more seeds
 would help, not more videos); and for "videos", ``videos_needed``: the number of validation videos at which
@@ -49,6 +51,7 @@ ALPHA = 1 - LEVEL
 COLUMNS = ["table", "dataset", "frames", "model", "reference", "control", "seeds", "reference_seeds", "mcnemar_seeds",
            "videos", "top1", "reference_top1", "diff_top1", "diff_top1_lo", "diff_top1_hi", "only_model_right",
            "only_reference_right", "p_mcnemar", "p_seeds", "p_holm", "verdict", "limited_by", "videos_needed"]
+DIVERGED = "no verdict"  # "no verdict: tada diverged"
 # The negative control: (model, reference) pairs that compute the same function (tinlab equivalence).
 CONTROLS = {("tin", "rtcn")}
 
@@ -127,9 +130,26 @@ def _limited_by(verdict_: str, p_mcnemar_adjusted: float) -> str:
     return "seeds" if p_mcnemar_adjusted < ALPHA else "videos"
 
 
+def _diverged(record: pd.Series) -> bool:
+    """A row with a diverged seed (the table's ``diverged`` column): it has no accuracy to compare."""
+    value = record.get("diverged", "")
+    return isinstance(value, str) and value != ""
+
+
 def compare_table(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
+    failed: list[str] = []  # per comparison: the rows of it that diverged ("" when none)
     for record, ref in _pairs(table, frame):
+        gone = [_label(table, r) for r in (record, ref) if _diverged(r)]
+        if gone:  # no accuracy, no test: the row stays, with the reason as its verdict
+            model, reference = _label(table, record), _label(table, ref)
+            rows.append({"table": table, "dataset": record["dataset"], "frames": int(record["frames"]),
+                         "model": model, "reference": reference, "control": (model, reference) in CONTROLS,
+                         "seeds": str(record.get("seeds", "")), "reference_seeds": str(ref.get("seeds", "")),
+                         "p_seeds": np.nan})
+            failed.append(" and ".join(gone))
+            continue
+        failed.append("")
         a, b = Row(table, record), Row(table, ref)
         if a.videos != b.videos:
             raise DataError(f"{table}: {a.files[0]} and {b.files[0]} were evaluated on different videos")
@@ -150,12 +170,14 @@ def compare_table(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     if out.empty:
         return pd.DataFrame(columns=COLUMNS)
     out["p_holm"] = holm(out.p_seeds)
-    out["verdict"] = [verdict(d / 100, lo / 100, hi / 100, p) for d, lo, hi, p in
-                      zip(out.diff_top1, out.diff_top1_lo, out.diff_top1_hi, out.p_holm)]
+    out["verdict"] = [f"{DIVERGED}: {gone} diverged" if gone else verdict(d / 100, lo / 100, hi / 100, p)
+                      for d, lo, hi, p, gone in zip(out.diff_top1, out.diff_top1_lo, out.diff_top1_hi, out.p_holm,
+                                                    failed)]
     # What keeps an undecided pair undecided: the videos (McNemar not significant on this many), or the
     # seeds (one run of each differs on these videos, but the runs of a row disagree, or there is one run).
-    out["limited_by"] = [_limited_by(v, p) for v, p in zip(out.verdict, holm(out.p_mcnemar))]
-    bonferroni = ALPHA / len(out)
+    out["limited_by"] = ["divergence" if gone else _limited_by(v, p)
+                         for v, p, gone in zip(out.verdict, holm(out.p_mcnemar), failed)]
+    bonferroni = ALPHA / max(int(out.p_mcnemar.notna().sum()), 1)  # the comparisons that were tested
     out["videos_needed"] = pd.array([
         videos_needed(a, b, n, bonferroni) if limit == "videos" else None
         for a, b, n, limit in zip(out.only_model_right, out.only_reference_right, out.videos, out.limited_by)],

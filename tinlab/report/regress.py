@@ -17,6 +17,9 @@ their keys and compared:
   ``s`` is the spread pooled over the table's rows, or the row's own (``"sd_by_row": {"tin_T16": ...}``)
   where that is larger: a noisy row gets its own width, a quiet one never less than the pooled;
 * a row of the reference missing from the fresh table, or a column it compares, is a regression.
+* a row that diverged (the tables' ``diverged`` column: a seed went non-finite, the row has no accuracy):
+  diverged on both sides is "ok" (listed, not compared further), diverging now where the reference
+  finished is a regression, and finishing now where the reference diverged is a RISE (``--one-sided``: ok).
 
 A reference table that the fresh folder lacks is listed as "not produced" (not a regression: the
 user built fewer targets), unless it is named in ``--require``. ``equivalence.csv`` of the fresh
@@ -109,6 +112,25 @@ def _status(col: str, ref: float, new: float, tol: float, two_sided: bool) -> st
     return "RISE" if two_sided and new > ref + tol else "ok"
 
 
+def _diverged_text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _divergence(row: pd.Series, two_sided: bool) -> tuple[str, str, str] | None:
+    """(reference, fresh, status) when a row diverged on either side (the tables' ``diverged`` column):
+    diverged in both is "ok" (both are results; the accuracies are empty on both sides), a fresh
+    divergence is a REGRESSION, and a reference divergence that now finishes is a RISE (two-sided: the
+    reference must be re-recorded) or "ok" (one-sided). None when neither side diverged."""
+    ref, new = _diverged_text(row.get("diverged_ref")), _diverged_text(row.get("diverged_new"))
+    if not ref and not new:
+        return None
+    if ref and new:
+        return ref, new, "ok"
+    if new:
+        return "finished", new, "REGRESSION"
+    return ref, "finished", "RISE" if two_sided else "ok"
+
+
 def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tol: dict[str, Any],
                   two_sided: bool = True) -> list[dict[str, Any]]:
     """One record per compared value that moved, or per row or column that went missing."""
@@ -118,6 +140,7 @@ def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tol: 
         return [_record(name, c, "column", "missing", "REGRESSION") for c in lacking]
     if "seeds" in keys:  # "0" reads as an integer, "0 1 2" as text: compare them as text
         fresh, reference = (t.astype({"seeds": str}) for t in (fresh, reference))
+    fresh, reference = (t if "diverged" in t else t.assign(diverged="") for t in (fresh, reference))
     if fresh.duplicated(keys).any():
         raise DataError(f"{name}: the fresh table has several rows per {keys}; cannot match them")
     merged = reference.merge(fresh, on=keys, how="left", suffixes=("_ref", "_new"), indicator=True)
@@ -127,8 +150,13 @@ def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tol: 
         if row["_merge"] == "left_only":
             out.append(_record(where, "row", "present", "missing", "REGRESSION"))
             continue
+        gone = _divergence(row, two_sided)
+        if gone is not None:
+            out.append(_record(where, "diverged", *gone))
         for col in EXACT + SIGNIFICANT + ACCURACY:
             if f"{col}_ref" not in row or (col not in ACCURACY and pd.isna(row[f"{col}_ref"])):
+                continue
+            if gone is not None and col in ACCURACY:  # a row that diverged has no accuracy to compare
                 continue
             ref, new = float(row[f"{col}_ref"]), float(row[f"{col}_new"])
             seeds = len(str(row["seeds"]).split()) if "seeds" in row else 1

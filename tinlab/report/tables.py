@@ -14,6 +14,12 @@ Every accuracy comes with its 95% interval (``<column>_lo``, ``<column>_hi``): a
 the validation videos (and over the seeds where a row has several), from the per-video predictions that
 ``tinlab evaluate`` writes next to each metrics JSON (:mod:`tinlab.report.stats`: 10,000 resamples, seed 0).
 Metrics without predictions (evaluated by an older tinlab) get empty intervals.
+
+A run that diverged (``tinlab train``/``evaluate --record-divergence``: metrics with ``diverged`` and no
+accuracy) keeps its row, with its cost columns: the accuracies, intervals and standard deviation of a row
+with any diverged seed are empty, ``diverged`` says which seed went non-finite, when and in what
+(``seed 1: diverged at epoch 5 (validation loss)``), and ``val_top1_per_seed`` lists the other seeds'
+top-1 with ``diverged`` in place of that seed's. Rows where every seed finished have ``diverged`` empty.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, diverged_label
 from ..registry import list_models
 from ..utils.io import read_text
 
@@ -58,16 +64,22 @@ def load_run(path: str | Path) -> dict[str, Any]:
         "frames": cfg["data"]["num_segments"], "input_size": cfg["data"]["input_size"],
         "dataset": cfg["data"]["dataset"], "num_classes": len(m["class_names"]),
         "views": m.get("views_per_video", 1),
-        "val_top1": 100 * m["top1"], "val_top5": 100 * m["top5"],
+        "val_top1": _percent(m["top1"]), "val_top5": _percent(m["top5"]),
         "pair_accuracy": 100 * m["twins"]["pair_accuracy"] if m.get("twins") else None,
+        "diverged": diverged_label(m["diverged"]) if m.get("diverged") else "",
         "groups": options.get("groups"), "reverse": options.get("reverse"), "boundary": options.get("boundary"),
         "options": json.dumps(cfg["model"].get("options") or {}, sort_keys=True), "epochs": cfg["optim"]["epochs"],
         "seed": cfg["run"]["seed"], "code_version": m["provenance"].get("code_version"),
         "train_code_version": m.get("train_code_version"), "gflops": cost["gflops"], "params": cost["params"],
         "metrics_file": str(path),
     }
-    row.update(_per_video(path, m["num_videos"]))
+    if not m.get("diverged"):
+        row.update(_per_video(path, m["num_videos"]))
     return row
+
+
+def _percent(fraction: float | None) -> float:
+    return np.nan if fraction is None else 100 * fraction
 
 
 ACCURACIES = {"val_top1": "correct", "val_top5": "top5_correct", "pair_accuracy": "pair_correct"}
@@ -150,15 +162,21 @@ def _over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
             raise DataError("one table row has two runs with the same seed: "
                              + " ".join(g.metrics_file[g.seed.duplicated(keep=False)]))
         first = g.iloc[0].to_dict()
+        diverged = g.get("diverged", pd.Series("", index=g.index)).fillna("").astype(str)
+        failed = diverged != ""
         first.update(val_top1=g.val_top1.mean(), val_top5=g.val_top5.mean(), pair_accuracy=g.pair_accuracy.mean(),
                      val_top1_std=g.val_top1.std(ddof=1),  # NaN for one seed
                      seeds=" ".join(str(int(v)) for v in g.seed),
-                     val_top1_per_seed=";".join(f"{v:.4g}" for v in g.val_top1),
+                     val_top1_per_seed=";".join("diverged" if bad else f"{v:.4g}" for v, bad in zip(g.val_top1, failed)),
+                     diverged="; ".join(f"seed {int(s)}: {d}" for s, d in zip(g.seed[failed], diverged[failed])),
                      train_code_version=" ".join(dict.fromkeys(g.get("train_code_version", pd.Series()).dropna()
                                                                .astype(str))),
                      metrics_file=" ".join(g.metrics_file))
+        if failed.any():  # no accuracy for a row with a diverged seed: the others alone would flatter it
+            first.update(val_top1=np.nan, val_top5=np.nan, pair_accuracy=np.nan, val_top1_std=np.nan)
+            first.update({f"_{source}": None for source in ACCURACIES.values()})
         for source in ACCURACIES.values():  # every seed's per-video correctness, stacked (seeds, videos)
-            if f"_{source}" in g and g[f"_{source}"].notna().all():
+            if not failed.any() and f"_{source}" in g and g[f"_{source}"].notna().all():
                 first[f"_{source}"] = np.stack(list(g[f"_{source}"]))
         out.append(first)
     return pd.DataFrame(out)
@@ -173,12 +191,12 @@ def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = No
             lat = lat.rename(columns={"name": "model", "median_ms": "latency_ms"})[["model", "frames", "latency_ms"]]
             out = out.merge(lat, on=["model", "frames"], how="left")
         cols = ["model", "backbone", "frames", "input_size", "gflops", "params", "val_top1", "val_top1_std",
-                "val_top5", "pair_accuracy", "latency_ms", "seeds", "val_top1_per_seed", "dataset", "width_mult",
-                "views", "epochs", "train_code_version", "metrics_file"]
+                "val_top5", "pair_accuracy", "latency_ms", "seeds", "val_top1_per_seed", "diverged", "dataset",
+                "width_mult", "views", "epochs", "train_code_version", "metrics_file"]
     elif kind == "table2":
         out = _order(_over_seeds(rows))
         cols = ["dataset", "model", "frames", "val_top1", "val_top1_std", "val_top5", "pair_accuracy", "seeds",
-                "val_top1_per_seed", "gflops", "params", "train_code_version", "metrics_file"]
+                "val_top1_per_seed", "diverged", "gflops", "params", "train_code_version", "metrics_file"]
     elif kind == "published":  # published checkpoints evaluated here, next to the published accuracy
         out = _order(rows)
         published = [PUBLISHED_TOP1.get((m, d, f), (None, None)) for m, d, f in zip(out.model, out.dataset, out.frames)]
@@ -190,7 +208,8 @@ def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = No
         out = _over_seeds(rows[rows.model == "tin"]).sort_values(["boundary", "groups", "reverse"],
                                                                  ascending=[False, True, False])
         cols = ["groups", "reverse", "boundary", "frames", "val_top1", "val_top1_std", "val_top5", "pair_accuracy",
-                "seeds", "val_top1_per_seed", "params", "gflops", "dataset", "train_code_version", "metrics_file"]
+                "seeds", "val_top1_per_seed", "diverged", "params", "gflops", "dataset", "train_code_version",
+                "metrics_file"]
     else:
         raise ValueError(f"unknown table {kind!r}; one of {TABLES}")
     out = add_intervals(out)

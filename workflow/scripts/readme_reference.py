@@ -40,12 +40,20 @@ def _ci(t: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _per_seed(t: pd.DataFrame) -> pd.Series:
-    return t.val_top1_per_seed.astype(str).map(lambda v: " / ".join(f"{float(x):.1f}" for x in v.split(";")))
+    return t.val_top1_per_seed.astype(str).map(lambda v: " / ".join(
+        x if x == "diverged" else f"{float(x):.1f}" for x in v.split(";")))
+
+
+def _diverged_in_place(t: pd.DataFrame, top1: pd.Series) -> pd.Series:
+    """The top-1 cell of a row with a diverged seed says so (``diverged``: which seed, when, in what)."""
+    if "diverged" not in t:
+        return top1
+    return pd.Series([d if isinstance(d, str) and d else v for v, d in zip(top1, t.diverged)], index=t.index)
 
 
 def _seed_columns(t: pd.DataFrame, out: pd.DataFrame, at: int) -> pd.DataFrame:
     """The standard deviation over seeds and every seed's top-1, where the rows have several seeds."""
-    if "val_top1_std" in t and t.val_top1_std.notna().any():
+    if "val_top1_std" in t and (t.val_top1_std.notna().any() or t.val_top1_per_seed.astype(str).str.contains(";").any()):
         out.insert(at, "sd over seeds", t.val_top1_std)
         out.insert(at + 1, "top-1 per seed", _per_seed(t))
     return out
@@ -56,14 +64,15 @@ def table1(ref: Path) -> str:
     out = pd.DataFrame({
         "model": t.model, "frames": t.frames, "epochs": t.epochs,
         "GFLOPs/video": t.gflops.map(lambda v: f"{v:.4f}"), "params (M)": t.params.map(lambda v: f"{v / 1e6:.3f}"),
-        "top-1": _ci(t, "val_top1"), "top-5": t.val_top5, "twin pair acc.": _ci(t, "pair_accuracy"),
-        "latency (ms)": t.latency_ms})
+        "top-1": _diverged_in_place(t, _ci(t, "val_top1")), "top-5": t.val_top5,
+        "twin pair acc.": _ci(t, "pair_accuracy"), "latency (ms)": t.latency_ms})
     return _md(_seed_columns(t, out, 6))
 
 
 def table2(ref: Path) -> str:
     t = pd.read_csv(ref / "table2.csv")
-    out = pd.DataFrame({"dataset": t.dataset, "model": t.model, "frames": t.frames, "top-1": _ci(t, "val_top1"),
+    out = pd.DataFrame({"dataset": t.dataset, "model": t.model, "frames": t.frames,
+                        "top-1": _diverged_in_place(t, _ci(t, "val_top1")),
                         "top-5": t.val_top5, "twin pair acc.": _ci(t, "pair_accuracy")})
     return _md(_seed_columns(t, out, 4))
 
@@ -71,8 +80,8 @@ def table2(ref: Path) -> str:
 def table5(ref: Path) -> str:
     t = pd.read_csv(ref / "table5.csv")
     out = pd.DataFrame({"offset groups": t.groups, "reverse offsets": t.reverse, "boundary": t.boundary,
-                        "top-1": _ci(t, "val_top1"), "top-5": t.val_top5, "twin pair acc.": _ci(t, "pair_accuracy"),
-                        "params": t.params})
+                        "top-1": _diverged_in_place(t, _ci(t, "val_top1")), "top-5": t.val_top5,
+                        "twin pair acc.": _ci(t, "pair_accuracy"), "params": t.params})
     return _md(_seed_columns(t, out, 4))
 
 
@@ -86,10 +95,11 @@ def comparisons(ref: Path) -> str:
     out = pd.DataFrame({
         "table": t["table"], "frames": t.frames, "dataset": t.dataset,
         "model": [f"{m} (control)" if c else m for m, c in zip(t.model, control)], "against": t.reference,
-        "Δ top-1 [95% interval]": [f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" for d, lo, hi in
+        "Δ top-1 [95% interval]": ["–" if d != d else f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" for d, lo, hi in
                                    zip(t.diff_top1, t.diff_top1_lo, t.diff_top1_hi)],
         "p (seeds)": t.p_seeds.map(_p) if "p_seeds" in t else "–", "p (Holm)": t.p_holm.map(_p),
-        "only model / only ref. right": [f"{a} / {b}" for a, b in zip(t.only_model_right, t.only_reference_right)],
+        "only model / only ref. right": ["–" if a != a else f"{int(a)} / {int(b)}"
+                                         for a, b in zip(t.only_model_right, t.only_reference_right)],
         "p (McNemar)": t.p_mcnemar.map(_p), "verdict": t.verdict,
         "videos needed": [("more seeds" if lim == "seeds" else "–") if v != v else f"{int(v)}"
                           for v, lim in zip(t.videos_needed, t.get("limited_by", pd.Series([""] * len(t))).fillna(""))]})
