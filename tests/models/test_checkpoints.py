@@ -177,3 +177,25 @@ def test_convert_cli_infers_the_network_and_round_trips(tmp_path, capsys):
 def test_formats_cover_the_shared_facts():
     assert set(MODEL_OF) | {"tinlab", "tsn-official"} == set(FORMATS)
     assert {p.stem for p in HERE.glob("*.json")} == set(MODEL_OF)
+
+
+def test_tada_with_a_layernorm_routing_has_no_official_layout_and_says_so(tmp_path):
+    path, _ = published("tada-official", tmp_path)
+    ln = tinlab.create_model("tada", **R50, route_norm="layernorm")
+    with pytest.raises(CheckpointError, match=r"route\.norm\.weight.*tada-official layout does not have"):
+        tinlab.load_checkpoint(ln, path)
+    with pytest.raises(CheckpointError, match=r"route\.norm\.weight.*tada-official layout does not have"):
+        export_state(ln, "tada-official")
+
+
+def test_tadav2_round_trips_through_the_tinlab_format(tmp_path):
+    """No official TAdaConvV2 ResNet checkpoint exists (the official V2 networks are TAdaConvNeXtV2 and
+    TAdaFormer): tadav2 is saved in tinlab's format, and an official layout refuses it."""
+    small = dict(backbone="resnet18", num_classes=5, num_segments=4, width_mult=0.25)
+    model = tinlab.create_model("tadav2", **small)
+    path = save_as(model, tmp_path / "v2.pth", "tinlab")
+    again = tinlab.create_model("tadav2", **small, checkpoint=path)
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(CheckpointError, match=r"cannot be written as tada-official \(holds tada\)"):
+        export_state(model, "tada-official")

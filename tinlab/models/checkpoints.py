@@ -127,7 +127,7 @@ def _tada_official(model: nn.Module, key: str) -> str:
     if stem:
         return f"backbone.conv1.{'a' if stem[1] == 'conv1' else 'a_bn'}.{stem[2]}"
     m = _BLOCK.match(key)
-    if m is None:
+    if m is None or ".route.norm." in key:  # route_norm: layernorm is tinlab's ablation, not an official layer
         raise KeyError(key)
     for ours, theirs in _TADA_BLOCK.items():
         if m[3].startswith(ours):
@@ -240,7 +240,11 @@ def export_state(model: nn.Module, fmt: str) -> dict[str, Tensor]:
     shapes = _official_shapes(fmt)
     out = {}
     for key, tensor in model.state_dict().items():
-        theirs = spec.key(model, key)
+        try:
+            theirs = spec.key(model, key)
+        except KeyError:
+            raise CheckpointError(f"the {model.name} model has {key!r}, which the {fmt} layout does not have "
+                                  f"(options {getattr(model, 'options', {})})") from None
         out[theirs] = tensor.reshape(shapes(theirs, tensor))
     return out
 
