@@ -106,3 +106,10 @@ def test_non_finite_logits_at_evaluation_are_an_error_or_a_recorded_divergence(r
                  "--record-divergence"]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["diverged"]["what"] == "evaluation logits" and metrics["top1"] is None
+
+
+def test_the_accuracy_plot_marks_a_diverged_row_where_its_cost_is(runs, tmp_path):
+    from tinlab.report.plots import accuracy_vs_gflops
+
+    path = accuracy_vs_gflops(pd.read_csv(runs["table"]), tmp_path / "acc.png")
+    assert path.stat().st_size > 1000

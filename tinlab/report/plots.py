@@ -50,6 +50,12 @@ def accuracy_vs_gflops(table1: pd.DataFrame, path: Path) -> Path:
     if {"val_top1_lo", "val_top1_hi"} <= set(data) and data.val_top1_lo.notna().any():
         ax.errorbar(data.gflops, data.val_top1, yerr=[data.val_top1 - data.val_top1_lo, data.val_top1_hi - data.val_top1],
                     fmt="none", ecolor="0.35", elinewidth=0.8, capsize=2, zorder=0)
+    if "diverged" in data:  # no accuracy: an x on the axis, named, where its cost is
+        gone = data[data.diverged.fillna("").astype(str) != ""]
+        for _, row in gone.iterrows():
+            ax.scatter([row.gflops], [0], marker="x", color="red", zorder=3)
+            ax.annotate(f"{row.model} T{row.frames.split()[0]}: diverged", (row.gflops, 0), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points", color="red")
     ax.set(xlabel="GFLOPs per video (one view)", ylabel="val top-1 (%), 95% interval",
            title=f"{data.dataset.iloc[0]}, {data.backbone.iloc[0]}")
     ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
@@ -76,7 +82,7 @@ def ablation(table5: pd.DataFrame, path: Path) -> Path:
             low += list(rows.val_top1_lo)
         if "val_top1_per_seed" in rows:  # every seed as a dot
             for xi, seeds in zip(x, rows.val_top1_per_seed.astype(str)):
-                values = [float(v) for v in seeds.split(";") if v and v != "nan"]
+                values = [float(v) for v in seeds.split(";") if v and v not in ("nan", "diverged")]
                 ax.scatter([xi] * len(values), values, color="black", s=8, zorder=3)
                 low += values
     seeds = int(data.seeds.astype(str).str.split().str.len().max()) if "seeds" in data else 1
