@@ -95,3 +95,15 @@ def test_base_for_frames_merges_the_entry_of_those_frames_only():
             base_for_frames(base, {bad: {}}, 16)
     with pytest.raises(ConfigError, match="16 frames appear twice"):
         base_for_frames(base, {16: {"optim": {"epochs": 30}}, "16": {"optim": {"lr": 0.1}}}, 16)
+
+
+def test_a_float_written_without_a_dot_in_a_yaml_file_is_the_number(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-2 as the string '1e-2'; where the config expects a number it means 0.01,
+    as it does in a --set override (before, the file was refused and the override accepted)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {name: tin, options: {offset_range: 3e0}}\noptim: {lr: 1e-2, weight_decay: 5E-4}\n")
+    cfg = load_config(path)
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.model.options["offset_range"]) == (0.01, 5e-4, 3.0)
+    path.write_text("optim: {lr: one}\n")
+    with pytest.raises(ConfigError, match="key 'optim.lr' must be float, got 'one'"):
+        load_config(path)

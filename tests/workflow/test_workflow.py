@@ -32,8 +32,8 @@ def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
     default = snakemake(tmp_path, "-n", "results/table1.csv")
     assert default.returncode == 0, default.stderr
     jobs = jobs_to_run(default.stdout)
-    # Table 1: 4 models x 2 frame counts x 3 seeds, each with its run config, trained and evaluated once.
-    assert jobs["train"] == 24 and jobs["evaluate"] == 24 and jobs["run_config"] == 24
+    # Table 1: 6 models x 2 frame counts x 3 seeds, each with its run config, trained and evaluated once.
+    assert jobs["train"] == 36 and jobs["evaluate"] == 36 and jobs["run_config"] == 36
     assert jobs["generate_synthetic_motion"] == 1 and "generate_synthetic_appearance" not in jobs and jobs["latency"] == 1
     # One recipe for every model (base_by_frames: 24 epochs at 16 frames, 16 at 8); the run config carries the
     # seed and the thread count.
@@ -51,8 +51,8 @@ def test_dry_run_dag_of_the_default_and_smoke_profiles(tmp_path):
     smoke = snakemake(tmp_path, "-n", "--configfile", str(SMOKE))
     assert smoke.returncode == 0, smoke.stderr
     jobs = jobs_to_run(smoke.stdout)
-    # Tables 1, 2 and 5 share runs: 5 + 3 (appearance) + 5 (ablation rows, all with shift_div 2).
-    assert jobs["train"] == 13 and jobs["all"] == 1 and jobs["summary"] == 1
+    # Tables 1, 2 and 5 share runs: 6 + 3 (appearance) + 5 (ablation rows, all with shift_div 2).
+    assert jobs["train"] == 14 and jobs["all"] == 1 and jobs["summary"] == 1
 
 
 def test_a_profile_replaces_the_default_and_inherits_nothing(tmp_path):
@@ -199,3 +199,25 @@ def test_smoke_profile_end_to_end(tmp_path):
     jobs = jobs_to_run(changed.stdout)
     assert jobs["train"] == 2 and jobs["evaluate"] == 2  # tsm: T4 on motion and on appearance
     assert "generate_synthetic_motion" not in jobs and "latency" not in jobs
+
+
+def test_a_run_that_diverges_is_a_row_of_table1_not_a_failed_workflow(tmp_path):
+    """lr 1e30: both runs go non-finite at their second step. The workflow completes; Table 1 has both rows
+    with their GFLOPs and parameters and "diverged at epoch 1 (loss)" in place of accuracies, and the
+    comparison gives no verdict."""
+    profile = yaml.safe_load(SMOKE.read_text())
+    profile.update(table1={"dataset": "synthetic-motion", "models": ["tsn", "tin"], "frames": [4]},
+                   latency={"rounds": 1, "warmup": 0, "modes": ["infer"], "trace": False, "threads": 1})
+    profile["base"]["optim"].update(lr=1.0e30)
+    for table in ("table2", "table5"):
+        del profile[table]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    out = snakemake(tmp_path, "results/table1.csv", "results/comparisons.csv", "--configfile", str(tmp_path / "p.yaml"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "results" / "table1.csv").set_index("model")
+    assert list(table.diverged) == ["seed 0: diverged at epoch 1 (loss)"] * 2
+    assert table.val_top1.isna().all() and (table.gflops > 0).all() and (table.params > 0).all()
+    summary = json.loads((tmp_path / "results" / "runs" / "tin_T4_synthetic-motion" / "train_summary.json").read_text())
+    assert summary["diverged"]["iteration"] == 1
+    comparisons = pd.read_csv(tmp_path / "results" / "comparisons.csv")
+    assert set(comparisons.verdict) == {"no verdict: tin and tsn diverged"}

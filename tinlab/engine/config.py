@@ -134,8 +134,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# YAML 1.1 (PyYAML) reads a float without a dot, such as 1e-2 or 5E3, as a string: where a number is
+# expected, that string means the number.
+_EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def _check_type(value: Any, tp: Any, key: str, where: str) -> Any:
-    """``value`` as type ``tp`` (int -> float allowed, bool never passes as a number)."""
+    """``value`` as type ``tp`` (int -> float allowed, "1e-2" -> 0.01, bool never passes as a number)."""
+    if tp is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        value = float(value)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -198,7 +205,7 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
             node[part] = {}  # unknown sections are reported by validation, with the dotted key
         node = node[part]
     value = parse_yaml(text, f"override {item!r}") if text.strip() else ""
-    if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value):
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value):
         value = float(value)  # YAML 1.1 reads "1e30" (no dot) as a string; here it means the number
     node[parts[-1]] = value
 
@@ -214,6 +221,8 @@ def _check_options(cfg: Config, where: str) -> None:
         tp = type(defaults[key])
         if defaults[key] is None:  # no type to hold it to
             continue
+        if tp is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            value = cfg.model.options[key] = float(value)
         if tp is float and not isinstance(value, bool) and isinstance(value, int):
             value = cfg.model.options[key] = float(value)
         if tp is tuple and isinstance(value, list):  # YAML has lists, not tuples
