@@ -17,6 +17,7 @@ from ..registry import get_module, list_temporal_ops
 from .interlacing import BOUNDARIES, interlace, interlace_coefficients, interlace_reference
 from .rtcn import RegularizedTCN, rtcn, rtcn_kernel
 from .tada import RouteFunc, TAdaConv2d, TAdaNorm
+from .tadav2 import RouteFuncV2, TAdaConv2dV2
 from .tcn import TemporalConv
 from .tin import OffsetNet, TemporalInterlace, WeightNet
 from .tsm import TemporalShift
@@ -42,6 +43,7 @@ def create_temporal_op(name: str, channels: int, num_segments: int, **options: A
     return spec.build()(channels, num_segments, **options)
 
 
-__all__ = ["BOUNDARIES", "OffsetNet", "RegularizedTCN", "RouteFunc", "TAdaConv2d", "TAdaNorm", "TemporalConv",
+__all__ = ["BOUNDARIES", "OffsetNet", "RegularizedTCN", "RouteFunc", "RouteFuncV2", "TAdaConv2d", "TAdaConv2dV2",
+           "TAdaNorm", "TemporalConv",
            "TemporalInterlace", "TemporalShift", "WeightNet", "create_temporal_op", "interlace",
            "interlace_coefficients", "interlace_reference", "list_temporal_ops", "rtcn", "rtcn_kernel"]

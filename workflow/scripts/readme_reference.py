@@ -27,7 +27,7 @@ def _md(frame: pd.DataFrame, floatfmt: str = ".1f") -> str:
     """Markdown with every float formatted by ``floatfmt`` (NaN as "–"); strings are kept as written."""
     cells = frame.apply(lambda col: col.map(
         lambda v: "–" if isinstance(v, float) and v != v else format(v, floatfmt) if isinstance(v, float) else str(v)))
-    align = ["left" if c in ("model", "dataset", "boundary", "reverse offsets") else "right" for c in frame]
+    align = ["left" if c in ("model", "dataset", "boundary", "reverse offsets", "routing norm") else "right" for c in frame]
     return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
@@ -158,6 +158,37 @@ def trained_at(ref: Path) -> str:
     return ", ".join(dict.fromkeys(versions)) or "(not recorded by the tinlab that made these tables)"
 
 
+def _sci(v) -> str:
+    """A loss or factor that may be astronomically large: 2.40, 6.2e+14, inf, nan."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return f"{v:.3g}" if v != v or abs(v) == float("inf") or abs(v) >= 1e4 else f"{v:.2f}"
+
+
+def tada_eval(ref: Path, recipe: str) -> str:
+    """bench/tada_eval_scale.py: per route norm and epoch, eval-mode loss as trained / with precise BN / with
+    the routing BNs on batch statistics, and the largest calibration factor in train and eval mode."""
+    t = pd.read_csv(ref / "tada_eval" / recipe / "epochs.csv")
+    out = pd.DataFrame({"routing norm": t.route_norm, "epoch": t.epoch, "train loss": t.train_loss.map(_sci),
+                        "val loss (eval mode)": t.val_loss_eval.map(_sci),
+                        "val loss, precise BN": t.val_loss_precise_bn.map(_sci),
+                        "val loss, routing BN on batch stats": t.val_loss_route_bn_batch_stats.map(_sci),
+                        "val top-1 (eval)": t.val_top1_eval.map(lambda v: f"{v:.1f}"),
+                        "max α, train mode": t.alpha_max_train.map(_sci), "max α, eval mode": t.alpha_max_eval.map(_sci)})
+    return _md(out)
+
+
+def tada_blocks(ref: Path, recipe: str, epoch: int) -> str:
+    """log10 of the eval/train RMS of each TAda block's output at one epoch, per routing norm."""
+    t = pd.read_csv(ref / "tada_eval" / recipe / "blocks.csv")
+    t = t[t.epoch == epoch]
+    wide = t.pivot(index="route_norm", columns="block", values="log10_eval_over_train")
+    wide = wide[list(dict.fromkeys(t.block))].map(lambda v: f"{float(v):.2f}")
+    return _md(wide.reset_index().rename(columns={"route_norm": "routing norm"}))
+
+
 def render(ref: Path, shown: str) -> str:
     """The tables of ``ref``, which the text names ``shown`` (its path relative to the README)."""
     prov = json.loads(provenance_path(ref / "table1.csv").read_text())
@@ -185,6 +216,17 @@ def render(ref: Path, shown: str) -> str:
         parts += [f"**A/A false positives** (`{shown}/aa_rate.csv`, `bench/aa_rate.py`): each model against itself "
                   "on disjoint seeds of the seed study; a \"better\"/\"worse\" is a false positive (no Holm "
                   "adjustment: one comparison at a time).", aa_rate(ref)]
+    for recipe, what in (("previous", "the recipe before the calibrated one (384 videos of 64 px, 48 px crops, batch 8, "
+                                      "lr 0.02), 8 frames, seed 0, 5 epochs"),
+                         ("default", "the default recipe, 8 frames, seed 0")):
+        if (ref / "tada_eval" / recipe / "epochs.csv").is_file():
+            parts += [f"**TAda2D in eval mode**, {what} (`{shown}/tada_eval/{recipe}/`, `bench/tada_eval_scale.py`): "
+                      "validation loss with the running statistics as trained, with precise BN (population "
+                      "statistics over 32 training batches) and with only the routing functions' BatchNorms on "
+                      "batch statistics; the largest calibration factor α on a validation batch in train and eval "
+                      "mode.", tada_eval(ref, recipe),
+                      f"log10 of the eval/train ratio of each TAda block's output RMS after epoch 1 ({recipe}):",
+                      tada_blocks(ref, recipe, 1)]
     if (ref / "comparisons.csv").is_file():
         parts += [f"**Comparisons** (`{shown}/comparisons.csv`, `tinlab compare`): each model against TSN and TSM, "
                   "TIN against r-TCN (the negative control: the same function, the same initial weights and data, "
