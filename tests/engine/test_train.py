@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 from pathlib import Path
@@ -177,3 +178,24 @@ def test_a_missing_frame_stops_training_before_the_first_epoch(tmp_path, write_c
     err = capsys.readouterr().err
     assert f"missing frame {data / 'frames' / video / f'{int(frames):05d}.jpg'}" in err and "train.txt:16" in err
     assert not (tmp_path / "r" / CHECKPOINT).exists()  # stopped before epoch 0, not when first sampled
+
+
+def test_a_training_log_can_be_followed_line_by_line(write_config, tmp_path, capsys):
+    """What a workflow job writes to logs/train/<variant>.log: a line per epoch with accuracies in percent
+    and the time left, and within an epoch a line every --log-every seconds."""
+    config = write_config("tsn", optim={"epochs": 2}, run={"validate_every": 1})
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "r"), "--log-every", "0.000001"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^epoch 1/2 iteration 1/\d+: loss [0-9.]+ lr [0-9.e-]+ \([0-9.]+ clips/s, epoch ends in \d+ s\)$",
+                     out, re.M), out
+    assert re.search(r"^epoch 2/2: loss [0-9.]+ train top-1 [0-9.]+% val top-1 [0-9.]+% val loss [0-9.]+ "
+                     r"\([0-9.]+ clips/s; run ends in 0 s\)$", out, re.M), out
+    assert re.search(r"final val top-1 [0-9.]+%$", out, re.M)
+
+
+@pytest.mark.parametrize("args", [["--stop-after-epochs", "0"], ["--stop-after-epochs", "-1"], ["--log-every", "0"]])
+def test_counts_that_mean_nothing_are_refused_not_reinterpreted(write_config, tmp_path, args, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--config", str(write_config("tsn")), "--out", str(tmp_path / "r"), *args])
+    assert exit_.value.code == 2 and "must be" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -20,6 +20,7 @@ Example (reads a dataset)::
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,12 +156,46 @@ class ProgressBar(Callback):
     def on_train_end(self, trainer: "Trainer", epoch: int, stats: dict[str, Any]) -> None:
         self.bar.close()
 
+
+class LogLines(Callback):
+    """Plain lines a log file can hold (main process only): one per epoch (loss, train and val top-1 in %,
+    clips/s, time left for the run) and, within an epoch, one every ``every_s`` seconds (iteration, loss,
+    lr, clips/s, time left for the epoch). ``tail -f`` on a workflow job's log follows the training."""
+
+    def __init__(self, every_s: float | None = 60.0) -> None:
+        self.every_s = every_s
+
+    def on_fit_start(self, trainer: "Trainer", start_epoch: int) -> None:
+        self.fit_start, self.start_epoch = time.perf_counter(), start_epoch
+
+    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
+        self.epoch_start = self.last = time.perf_counter()
+
+    def on_step_end(self, trainer: "Trainer", epoch: int, iteration: int, loss: float, lr: float) -> None:
+        now = time.perf_counter()
+        if not trainer.dist.is_main or self.every_s is None or now - self.last < self.every_s:
+            return
+        self.last, done, total = now, iteration + 1, trainer.iters_per_epoch
+        clips = done * trainer.cfg.data.batch_size * trainer.dist.world_size
+        rate = clips / max(now - self.epoch_start, 1e-9)
+        eta = (now - self.epoch_start) / done * (total - done)
+        print(f"epoch {epoch + 1}/{trainer.cfg.optim.epochs} iteration {done}/{total}: loss {loss:.4f} lr {lr:.3g} "
+              f"({rate:.1f} clips/s, epoch ends in {_duration(eta)})", flush=True)
+
     def on_epoch_end(self, trainer: "Trainer", epoch: int, record: dict[str, Any]) -> None:
-        if trainer.dist.is_main:
-            val, stats = record["val"], record["train"]
-            print(f"epoch {epoch + 1}/{trainer.cfg.optim.epochs}: loss {stats['loss']:.4f} train top-1 "
-                  f"{stats['top1']:.3f}" + (f" val top-1 {val['top1']:.3f}" if val else "")
-                  + f" ({stats['clips_per_s']:.1f} clips/s)", flush=True)
+        if not trainer.dist.is_main:
+            return
+        val, stats, epochs = record["val"], record["train"], trainer.cfg.optim.epochs
+        per_epoch = (time.perf_counter() - self.fit_start) / (epoch + 1 - self.start_epoch)
+        print(f"epoch {epoch + 1}/{epochs}: loss {stats['loss']:.4f} train top-1 {100 * stats['top1']:.1f}%"
+              + (f" val top-1 {100 * val['top1']:.1f}% val loss {val['loss']:.4g}" if val else "")
+              + f" ({stats['clips_per_s']:.1f} clips/s; run ends in {_duration(per_epoch * (epochs - epoch - 1))})",
+              flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 class TensorBoard(Callback):

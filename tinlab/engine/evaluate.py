@@ -43,6 +43,7 @@ from ..data import build_dataloader, normalize_clips
 from ..errors import CheckpointError, ConfigError, DataError, EvaluationFailed, RunFolderError, diverged_label
 from ..models.checkpoints import load_checkpoint
 from ..utils.io import read_text, write_csv, write_json
+from ..utils.cli import positive_int
 from ..utils.provenance import provenance
 from .builders import build_model, build_split
 from .callbacks import InterlaceProbe
@@ -283,7 +284,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set data.test_clips=2 (repeatable)")
     parser.add_argument("--out", help="metrics JSON (default: <run>/metrics.json)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: data.batch_size")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: data.batch_size")
     parser.add_argument("--record-divergence", action="store_true",
                         help="a run whose training diverged, or whose logits are non-finite, gets metrics that "
                              "record the divergence (no accuracy) instead of an error (exit 1)")
@@ -337,6 +338,8 @@ def run(args: argparse.Namespace) -> int:
               f"no accuracy")
         return 0
     twins = m.get("twins", {})
-    print(f"tinlab evaluate: {out}: top-1 {m['top1']:.4f} top-5 {m['top5']:.4f}"
-          + (f" pair accuracy {twins['pair_accuracy']:.4f}" if twins else ""))
+    k = m.get("topk_k", 5)
+    print(f"tinlab evaluate: {out}: top-1 {100 * m['top1']:.1f}%"
+          + (f" top-{k} {100 * m['top5']:.1f}%" if k < len(m.get("class_names", ())) else "")
+          + (f" pair accuracy {100 * twins['pair_accuracy']:.1f}%" if twins else ""))
     return 0

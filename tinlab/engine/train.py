@@ -25,8 +25,9 @@ import torch.distributed as tdist
 
 from ..errors import ConfigError, RunFolderError, TrainingFailed, UserError, diverged_label
 from ..utils.io import atomic_write_text, write_json
+from ..utils.cli import positive_float, positive_int
 from ..utils.provenance import code_version, provenance
-from .callbacks import OffsetMonitor, ProgressBar, TensorBoard
+from .callbacks import LogLines, OffsetMonitor, ProgressBar, TensorBoard
 from .checkpoint import CheckpointSaver, RunFolder, load_file
 from .config import Config, config_hash, config_to_dict, dump_config, load_config
 from .loop import Trainer
@@ -87,7 +88,7 @@ def _summary(cfg: Config, digest: str, result: dict[str, Any], trainer: Trainer,
 
 def train(cfg: Config, out: str | Path, *, force: bool = False, quiet: bool = True,
           stop_after_epochs: int | None = None, restart_if_changed: bool = False,
-          record_divergence: bool = False) -> dict[str, Any]:
+          record_divergence: bool = False, log_every: float | None = 60.0) -> dict[str, Any]:
     """Train ``cfg`` into run folder ``out``, resuming from its checkpoint if there is one.
 
     Returns the summary (also written to ``out/train_summary.json``), or ``{"stopped": epoch,
@@ -116,7 +117,7 @@ def train(cfg: Config, out: str | Path, *, force: bool = False, quiet: bool = Tr
             if dist.is_main and not quiet:
                 print(f"tinlab train: {out} is complete (config {digest}); nothing to do (--force retrains)")
             return done
-        trainer, saver, start, history, best = _start(cfg, folder, digest, dist, quiet)
+        trainer, saver, start, history, best = _start(cfg, folder, digest, dist, quiet, log_every)
         try:
             result = trainer.fit(start, history, best, stop_after_epochs)
         except TrainingFailed as e:
@@ -134,11 +135,12 @@ def train(cfg: Config, out: str | Path, *, force: bool = False, quiet: bool = Tr
     return summary
 
 
-def _start(cfg: Config, folder: RunFolder, digest: str, dist: DistInfo, quiet: bool) -> tuple:
+def _start(cfg: Config, folder: RunFolder, digest: str, dist: DistInfo, quiet: bool,
+           log_every: float | None = 60.0) -> tuple:
     """(trainer, checkpoint saver, start epoch, history, best): built, resumed, the folder prepared."""
     saver = CheckpointSaver(folder, digest, [])
     trainer = Trainer(cfg, dist, [saver, OffsetMonitor(), TensorBoard(folder.path / "tb")]
-                      + ([] if quiet else [ProgressBar()]))
+                      + ([] if quiet else [ProgressBar(), LogLines(log_every)]))
     start, history, best, versions = _resume(trainer, folder, digest)
     saver.code_versions = versions + [v for v in [code_version()] if v not in versions]
     if dist.is_main:
@@ -167,7 +169,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run folder (default: run.out, else runs/<config stem>)")
     parser.add_argument("--force", action="store_true", help="retrain a complete run from scratch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
-    parser.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
+    parser.add_argument("--log-every", type=positive_float, default=60.0, metavar="SECONDS",
+                        help="within an epoch, a line (iteration, loss, lr, clips/s, time left) every SECONDS "
+                             "(default 60); one line per epoch always, unless --quiet")
+    parser.add_argument("--stop-after-epochs", type=positive_int, default=None, metavar="N",
                         help="stop (checkpointed, resumable) once N epochs are done")
     parser.add_argument("--restart-if-changed", action="store_true",
                         help="start over (instead of refusing) when --out holds a run of another config")
@@ -181,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(args.config, cfg)
     try:
         summary = train(cfg, out, force=args.force, quiet=args.quiet, stop_after_epochs=args.stop_after_epochs,
-                        restart_if_changed=args.restart_if_changed, record_divergence=args.record_divergence)
+                        restart_if_changed=args.restart_if_changed, record_divergence=args.record_divergence,
+                        log_every=args.log_every)
     except ConfigError as e:  # found after loading (a model option, the data root): name the file too
         if args.config is None or str(args.config) in str(e):
             raise
@@ -193,5 +199,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"tinlab train: {out}: {diverged_label(summary['diverged'])}: {summary['diverged']['message']}; "
               f"recorded in train_summary.json (a result: --force trains it again)")
     elif not args.quiet and "final" in summary and int(os.environ.get("RANK", "0")) == 0:
-        print(f"tinlab train: {out}: final val top-1 {summary['final'].get('top1', float('nan')):.4f}")
+        print(f"tinlab train: {out}: final val top-1 {100 * summary['final'].get('top1', float('nan')):.1f}%")
     return 0

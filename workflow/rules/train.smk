@@ -30,7 +30,7 @@ rule train:
         mem_mb=TRAIN_PROCS * config["resources"]["train_mem_mb"],
         gpu=TRAIN_PROCS * config["resources"]["gpu"],
     # A changed run config (same run name) trains from scratch; a killed run resumes from its checkpoint.
-    shell: f"{TRAIN_LAUNCH} -m tinlab train --config {{input.config}} --out {{params.out}} --restart-if-changed --record-divergence --quiet > {{log}} 2>&1"
+    shell: f"{TRAIN_LAUNCH} -m tinlab train --config {{input.config}} --out {{params.out}} --restart-if-changed --record-divergence --log-every 30 > {{log}} 2>&1"
 
 
 rule evaluate_published:
