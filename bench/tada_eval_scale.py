@@ -11,6 +11,10 @@ after every epoch, on the same validation clips:
   batches, model in train mode without gradients); and with only the routing functions' BatchNorms using
   batch statistics (``route BN batch stats``).
 
+The measurements run under ``torch.random.fork_rng``: the training draws the random numbers it would draw
+without them, so a route norm's trajectory is that of ``tinlab train`` with the same config (the workflow's
+run of that seed; its validation every ``run.validate_every`` epochs draws none either).
+
 Writes ``<out>/epochs.csv`` (one row per route norm and epoch) and ``<out>/blocks.csv`` (per block), with
 provenance. ``--generate`` makes the dataset first (the synthetic-motion generator's parameters, JSON), so
 another recipe's data can be reproduced, e.g. the recipe before the calibrated one::
@@ -123,28 +127,38 @@ def study(args: argparse.Namespace, route_norm: str | None) -> tuple[list[dict],
     epochs, blocks = [], []
     for epoch in range(min(args.epochs or cfg.optim.epochs, cfg.optim.epochs)):
         stats = trainer.train_epoch(epoch)
-        model = trainer.model
-        train_blocks, eval_blocks = block_stats(model, clips, True), block_stats(model, clips, False)
-        for tr, ev in zip(train_blocks, eval_blocks):
-            ratio = ev["rms"] / tr["rms"] if tr["rms"] > 0 else math.inf
-            blocks.append({"route_norm": label, "epoch": epoch + 1, "block": tr["block"],
-                           "alpha_max_train": tr["alpha_max"], "alpha_max_eval": _finite(ev["alpha_max"]),
-                           "rms_train": tr["rms"], "rms_eval": _finite(ev["rms"]),
-                           "log10_eval_over_train": _finite(math.log10(ratio) if ratio > 0 else -math.inf)})
-        eval_loss, eval_top1 = validate(model, trainer.val_loader)
-        precise_loss, precise_top1 = validate(precise_bn(model, trainer.train_loader, args.precise_batches),
-                                              trainer.val_loader)
-        route_loss, route_top1 = validate(copy.deepcopy(model), trainer.val_loader, route_batch_stats=True)
-        model.train()
-        epochs.append({"route_norm": label, "epoch": epoch + 1, "train_loss": stats["loss"],
-                       "train_top1": 100 * stats["top1"], "val_loss_eval": _finite(eval_loss), "val_top1_eval": eval_top1,
-                       "val_loss_precise_bn": _finite(precise_loss), "val_top1_precise_bn": precise_top1,
-                       "val_loss_route_bn_batch_stats": _finite(route_loss),
-                       "val_top1_route_bn_batch_stats": route_top1,
-                       "alpha_max_train": max(b["alpha_max"] for b in train_blocks),
-                       "alpha_max_eval": _finite(max(b["alpha_max"] for b in eval_blocks))})
+        with torch.random.fork_rng():  # measuring draws no random number the training would have drawn
+            epochs_row, block_rows = measure(args, trainer, clips, label, epoch, stats)
+        epochs.append(epochs_row)
+        blocks += block_rows
         print(json.dumps(epochs[-1]), flush=True)
     return epochs, blocks
+
+
+def measure(args: argparse.Namespace, trainer: Trainer, clips: torch.Tensor, label: str, epoch: int,
+            stats: dict) -> tuple[dict, list[dict]]:
+    """One epoch's row of epochs.csv and rows of blocks.csv (module doc)."""
+    blocks = []
+    model = trainer.model
+    train_blocks, eval_blocks = block_stats(model, clips, True), block_stats(model, clips, False)
+    for tr, ev in zip(train_blocks, eval_blocks):
+        ratio = ev["rms"] / tr["rms"] if tr["rms"] > 0 else math.inf
+        blocks.append({"route_norm": label, "epoch": epoch + 1, "block": tr["block"],
+                       "alpha_max_train": tr["alpha_max"], "alpha_max_eval": _finite(ev["alpha_max"]),
+                       "rms_train": tr["rms"], "rms_eval": _finite(ev["rms"]),
+                       "log10_eval_over_train": _finite(math.log10(ratio) if ratio > 0 else -math.inf)})
+    eval_loss, eval_top1 = validate(model, trainer.val_loader)
+    precise_loss, precise_top1 = validate(precise_bn(model, trainer.train_loader, args.precise_batches),
+                                          trainer.val_loader)
+    route_loss, route_top1 = validate(copy.deepcopy(model), trainer.val_loader, route_batch_stats=True)
+    model.train()
+    row = {"route_norm": label, "epoch": epoch + 1, "train_loss": stats["loss"], "train_top1": 100 * stats["top1"],
+           "val_loss_eval": _finite(eval_loss), "val_top1_eval": eval_top1,
+           "val_loss_precise_bn": _finite(precise_loss), "val_top1_precise_bn": precise_top1,
+           "val_loss_route_bn_batch_stats": _finite(route_loss), "val_top1_route_bn_batch_stats": route_top1,
+           "alpha_max_train": max(b["alpha_max"] for b in train_blocks),
+           "alpha_max_eval": _finite(max(b["alpha_max"] for b in eval_blocks))}
+    return row, blocks
 
 
 def main(argv: list[str] | None = None) -> int:
