@@ -202,3 +202,22 @@ def test_the_committed_negative_control_is_never_a_verdict():
     assert (control.seeds.astype(str) == control.reference_seeds.astype(str)).all()
     assert (control.seeds.astype(str).str.split().str.len() >= 3).all()
     assert not control.verdict.isin(["better", "worse"]).any(), control.to_string()
+
+
+def test_two_runs_that_label_a_video_differently_are_not_compared(tmp_path):
+    """The same video names with other labels: another validation list, not a comparison of two models."""
+    a = _run(tmp_path, "a", [1, 0, 1, 1])
+    b = _run(tmp_path, "b", [1, 1, 0, 1])
+    path = tmp_path / "b" / "metrics.predictions.csv"
+    preds = pd.read_csv(path)
+    preds.loc[2, "label"] = 5
+    preds.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"labels video 'v2' as 5, .*a/metrics.json as 0 \(1 videos disagree\)"):
+        compare_table("table1", _table1([("tsm", [1, 0, 1, 1], a), ("tsn", [1, 1, 0, 1], b)]))
+
+
+def test_compare_names_the_tables_it_knows(tmp_path):
+    path = tmp_path / "foo.csv"
+    _table1([("tsm", [1], _run(tmp_path, "a", [1]))]).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"foo.csv: compare knows table1.csv, table2.csv and table5.csv"):
+        compare([path])

@@ -140,7 +140,7 @@ def test_tolerance_from_the_seed_spread_scales_with_the_seeds_per_row(tmp_path, 
     ref = write(tmp_path / "other" / "reference", TABLE1.assign(seeds="0 1 2"))
     new = write(tmp_path / "other" / "fresh", TABLE1.assign(seeds="3 4 5"))
     assert main(["regress", "--results", str(new), "--reference", str(ref)]) == 1
-    assert "missing" in capsys.readouterr().out
+    assert "seeds=0 1 2" in capsys.readouterr().out
 
 
 def test_a_noisy_row_gets_its_own_wider_tolerance_and_a_quiet_one_the_pooled():
@@ -150,3 +150,23 @@ def test_a_noisy_row_gets_its_own_wider_tolerance_and_a_quiet_one_the_pooled():
     assert _tolerance(table, "table1", "val_top1", 1, "tin_T16") == 25.5  # 3 sqrt(2) 6 = 25.46
     assert _tolerance(table, "table1", "val_top1", 1, "tsm_T8") == 8.5  # the pooled 2, not 0.5
     assert _tolerance(table, "table1", "val_top1", 1, "rtcn_T8") == 8.5
+
+
+def test_a_gflops_difference_below_the_csv_precision_is_rounding_not_a_regression(tmp_path, capsys):
+    assert run(tmp_path, TABLE1.assign(gflops=[0.123456 + 2e-7, 0.124567])) == 0
+    assert run(tmp_path, TABLE1.assign(gflops=[0.123456 + 2e-5, 0.124567])) == 1
+
+
+def test_results_of_another_profile_get_one_line_saying_so(tmp_path, capsys):
+    """Smoke results against the default reference: no row matches; one line names what differs instead of
+    a 'missing' line per reference row."""
+    assert run(tmp_path, TABLE1.assign(frames=[4, 4], input_size=[32, 32])) == 1
+    out = capsys.readouterr().out
+    assert "none matches: another profile or experiment?" in out and "missing" not in out
+    assert "frames=8" in out and "frames=4" in out and "input_size=64" in out and "input_size=32" in out
+
+
+def test_text_in_a_numeric_column_is_a_one_line_error(tmp_path, capsys):
+    assert run(tmp_path, TABLE1.assign(val_top1=["24.3", "eighty"])) == 2
+    err = capsys.readouterr().err
+    assert "table1.csv (fresh)" in err and "model=tin" in err and "val_top1 = 'eighty' is not a number" in err

@@ -66,7 +66,7 @@ class Row:
             seeds = [_seed_of(f) for f in files]
         if len(seeds) != len(files):
             raise DataError(f"{table}: row with metrics {files} lists seeds {seeds}")
-        runs, videos = [], None
+        runs, videos, labels = [], None, None
         for f in files:
             preds = read_predictions(f)
             if preds is None:
@@ -75,8 +75,22 @@ class Row:
             if videos is not None and tuple(preds.video) != videos:
                 raise DataError(f"{f}: evaluated on other videos than {files[0]}")
             videos = tuple(preds.video)
+            labels = _same_labels(labels if runs else None, preds, f, files[0])
             runs.append(preds.correct.to_numpy(bool))
         self.files, self.seeds, self.videos, self.correct = files, seeds, videos, np.stack(runs)
+        self.labels = labels
+
+
+def _same_labels(labels: np.ndarray | None, preds: pd.DataFrame, path: str, first: str) -> np.ndarray:
+    """The labels of ``preds``, checked against ``labels`` of the same videos (None: nothing to check yet):
+    two runs whose lists label a video differently were not evaluated on the same task."""
+    mine = preds.label.to_numpy() if "label" in preds else None
+    if labels is not None and mine is not None and not np.array_equal(labels, mine):
+        i = int(np.flatnonzero(labels != mine)[0])
+        raise DataError(f"{path} labels video {preds.video.iloc[i]!r} as {mine[i]}, {first} as {labels[i]} "
+                        f"({int((labels != mine).sum())} videos disagree): not the same validation set; evaluate "
+                        f"both runs on one list")
+    return mine
 
 
 def _seed_of(metrics: str) -> int:
@@ -153,6 +167,8 @@ def compare_table(table: str, frame: pd.DataFrame) -> pd.DataFrame:
         a, b = Row(table, record), Row(table, ref)
         if a.videos != b.videos:
             raise DataError(f"{table}: {a.files[0]} and {b.files[0]} were evaluated on different videos")
+        if a.labels is not None and b.labels is not None:
+            _same_labels(a.labels, pd.DataFrame({"video": a.videos, "label": b.labels}), b.files[0], a.files[0])
         diff, lo, hi = paired_bootstrap_difference(a.correct, b.correct)
         common = [s for s in a.seeds if s in b.seeds]
         sa, sb = (common[0], common[0]) if common else (a.seeds[0], b.seeds[0])
@@ -195,6 +211,9 @@ def compare(tables: list[str | Path]) -> pd.DataFrame:
             raise DataError(f"{path}: not a readable results table ({e})") from None
         if "metrics_file" not in frame:
             raise DataError(f"{path}: no metrics_file column (not a table written by tinlab table)")
+        if path.stem not in ("table1", "table2", "table5"):
+            raise DataError(f"{path}: compare knows table1.csv, table2.csv and table5.csv (the file name says "
+                            f"which comparisons to make), not {path.name!r}")
         frames.append(compare_table(path.stem, frame))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 

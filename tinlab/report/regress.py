@@ -101,8 +101,8 @@ def _status(col: str, ref: float, new: float, tol: float, two_sided: bool) -> st
     """None when nothing moved, else ok / REGRESSION / RISE."""
     if col in EXACT:
         return None if ref == new else "REGRESSION"
-    if col in SIGNIFICANT:
-        return None if f"{ref:.6g}" == f"{new:.6g}" or math.isclose(ref, new, rel_tol=5e-6) else "REGRESSION"
+    if col in SIGNIFICANT:  # the CSVs keep 6 significant digits: one unit in the last of them is rounding
+        return None if f"{ref:.6g}" == f"{new:.6g}" or math.isclose(ref, new, rel_tol=1e-5) else "REGRESSION"
     if math.isnan(ref) and math.isnan(new):
         return None
     if ref == new:
@@ -114,6 +114,15 @@ def _status(col: str, ref: float, new: float, tol: float, two_sided: bool) -> st
 
 def _diverged_text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _number(value: Any, name: str, side: str, where: str, col: str) -> float:
+    """A cell as a float; text in a numeric column is a DataError naming the table, side, row and column."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{name}.csv ({side}), row {where.split(': ', 1)[-1]}: column {col} = {value!r} is not a "
+                        f"number") from None
 
 
 def _divergence(row: pd.Series, two_sided: bool) -> tuple[str, str, str] | None:
@@ -158,14 +167,30 @@ def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tol: 
                 continue
             if gone is not None and col in ACCURACY:  # a row that diverged has no accuracy to compare
                 continue
-            ref, new = float(row[f"{col}_ref"]), float(row[f"{col}_new"])
+            ref, new = _number(row[f"{col}_ref"], name, "reference", where, col), \
+                _number(row[f"{col}_new"], name, "fresh", where, col)
             seeds = len(str(row["seeds"]).split()) if "seeds" in row else 1
             label = f"{row['model']}_T{row['frames']}" if "model" in row and "frames" in row else None
             t = _tolerance(tol, name, col, seeds, label) if col in ACCURACY else None
             status = _status(col, ref, new, t or 0.0, two_sided)
             if status is not None:
                 out.append(_record(where, col, ref, new, status, t))
+    if len(merged) and not (merged["_merge"] == "both").any() and len(fresh):
+        # Nothing in common: one line saying what differs, not a "missing" line per reference row.
+        return [_record(name, "rows (none matches: another profile or experiment?)", _describe(reference, keys),
+                        _describe(fresh, keys), "REGRESSION")]
     return out
+
+
+def _describe(frame: pd.DataFrame, keys: list[str]) -> str:
+    """The values a table's key columns take, e.g. ``frames=8/16; input_size=32; seeds=0 1 2``."""
+    parts = []
+    for k in keys:
+        if k == "model":
+            continue
+        values = sorted(dict.fromkeys(frame[k].astype(str)))
+        parts.append(f"{k}={'/'.join(values)}")
+    return "; ".join(parts)
 
 
 def check_equivalence(path: Path) -> list[dict[str, Any]]:
