@@ -210,6 +210,31 @@ def test_list_paths_must_stay_inside_the_dataset(tmp_path: Path, path: str) -> N
         parse_list_file(tmp_path / "list.txt")
 
 
+@pytest.mark.parametrize("link", ["folder", "frame"])
+def test_a_symbolic_link_out_of_the_dataset_is_refused(motion_root: Path, tmp_path: Path, link: str) -> None:
+    """The list text stays inside (no '..', not absolute), but the file system leads out: a video folder that
+    is a link to a folder elsewhere, or one frame that is a link to a file elsewhere."""
+    root = _copy(motion_root, tmp_path)
+    outside = Path(shutil.copytree(motion_root / "frames", tmp_path / "outside"))
+    ds = _raw(root)
+    rec = ds.records[0]
+    folder = root / "frames" / rec.path
+    if link == "folder":
+        shutil.rmtree(folder)
+        folder.symlink_to(outside / rec.path)
+    else:
+        frame = folder / f"{ds.indices(0)[0, 0] + 1:05d}.jpg"
+        frame.unlink()
+        frame.symlink_to(outside / rec.path / frame.name)
+    with pytest.raises(DataError, match=r"resolves to .*outside.*, outside the dataset folder") as err:
+        _raw(root)[0]
+    assert f"{root / 'val.txt'}:1" in str(err.value)
+    inside = root / "frames" / "alias"  # a link that stays inside the dataset is fine
+    inside.symlink_to(root / "frames" / ds.records[1].path)
+    (root / "alias.txt").write_text(f"alias {ds.records[1].num_frames} {ds.records[1].label}\n")
+    assert torch.equal(_raw(root, "alias.txt")[0][0], _raw(root)[1][0])
+
+
 def test_a_fifo_in_place_of_a_frame_is_refused_not_waited_on(motion_root: Path, tmp_path: Path) -> None:
     root = _copy(motion_root, tmp_path)
     ds = _raw(root)

@@ -173,9 +173,29 @@ class ClipDataset(Dataset):
                             f"(build_dataset picks the right one)")
         self.num_segments, self.train = num_segments, train
         self.transform = transform if transform is not None else Compose([ToTensor()])
+        self._real_root, self._real_folders = os.path.realpath(self.root), {}
         self.num_classes, self.test_clips, self.seed, self.epoch = num_classes, test_clips, seed, 0
         if check_files:
             self.check_files()
+
+    def _inside(self, path: Path, rec: VideoRecord) -> None:
+        """Refuse a file that resolves outside the dataset folder (a symbolic link in the dataset, e.g.
+        ``frames/escape -> /``): list lines may only name files in it. The folder of a file is resolved
+        once per folder; the file itself only when it is a link. A missing file passes (the caller says
+        it is missing)."""
+        parent = str(path.parent)
+        real_parent = self._real_folders.get(parent)
+        if real_parent is None:
+            real_parent = self._real_folders[parent] = os.path.realpath(parent)
+        real = os.path.join(real_parent, path.name)
+        try:
+            if stat.S_ISLNK(os.lstat(real).st_mode):
+                real = os.path.realpath(real)
+        except OSError:
+            return
+        if not real.startswith(self._real_root + os.sep):
+            raise DataError(f"{path} (video listed at {rec.where}) resolves to {real}, outside the dataset folder "
+                            f"{self.root} (through a symbolic link): tinlab reads only files inside it")
 
     def __len__(self) -> int:
         return len(self.records)
@@ -295,6 +315,7 @@ class VideoFrameDataset(ClipDataset):
         formats, and JPEGs simplejpeg declines (CMYK, damaged files), go through PIL, whose error names
         what is wrong."""
         path = self.frame_path(rec, index)
+        self._inside(path, rec)
         try:
             # stat first: opening a FIFO or a device in place of a frame would block or read forever
             if not stat.S_ISREG(os.stat(path).st_mode):
@@ -375,6 +396,7 @@ class VideoFileDataset(ClipDataset):
             raise DataError(f"missing video {path} (not a regular file) listed at {rec.where}")
 
     def _read(self, index: int, rec: VideoRecord) -> tuple[int, dict[int, np.ndarray]]:
+        self._inside(self.video_path(rec), rec)
         with VideoReader(self.video_path(rec), rec.where) as video:
             n = video.num_frames
             if rec.num_frames > n:
