@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake
 # The CPU build of torch; GPU users: `make TORCH_SPEC=torch ...` or install torch first (README).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: main all equivalence complexity test test-compile test-slurm gpu-check bench-compare ratios clean-venv
+.PHONY: setup main all equivalence complexity test test-compile test-slurm gpu-check bench-compare ratios clean-venv
 
 # setup.py builds the fused TIN kernel (tinlab/ops/csrc/interlace.c) into the install: rebuild when it changes.
 $(VENV)/.installed: pyproject.toml setup.py tinlab/ops/csrc/interlace.c
@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml setup.py tinlab/ops/csrc/interlace.c
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[all]"
 	touch $@
+
+# Install only (.venv with everything the other targets need); `make main` and `make test` do it first anyway.
+setup: $(VENV)/.installed
 
 # The main job: the paper's Table 1 for the default experiment (embedded synthetic data, CPU). Run again
 # after an interruption, it redoes the interrupted jobs (a training resumes from its last epoch).

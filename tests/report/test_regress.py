@@ -170,3 +170,10 @@ def test_text_in_a_numeric_column_is_a_one_line_error(tmp_path, capsys):
     assert run(tmp_path, TABLE1.assign(val_top1=["24.3", "eighty"])) == 2
     err = capsys.readouterr().err
     assert "table1.csv (fresh)" in err and "model=tin" in err and "val_top1 = 'eighty' is not a number" in err
+
+
+def test_fresh_rows_the_reference_lacks_are_listed_as_new_not_failed(tmp_path, capsys):
+    extra = pd.concat([TABLE1, TABLE1.iloc[[1]].assign(model="tadav2")], ignore_index=True)
+    assert run(tmp_path, extra) == 0
+    out = capsys.readouterr().out
+    assert "new rows, not in the reference (not compared): table1: model=tadav2" in out and "nothing moved" in out

@@ -16,7 +16,8 @@ their keys and compared:
   ``z * sqrt(2 / k) * s``, rounded up to half a point: the spread of the difference of two such means.
   ``s`` is the spread pooled over the table's rows, or the row's own (``"sd_by_row": {"tin_T16": ...}``)
   where that is larger: a noisy row gets its own width, a quiet one never less than the pooled;
-* a row of the reference missing from the fresh table, or a column it compares, is a regression.
+* a row of the reference missing from the fresh table, or a column it compares, is a regression; a fresh
+  row the reference lacks is listed as "new" (nothing to compare it with; not a regression);
 * a row that diverged (the tables' ``diverged`` column: a seed went non-finite, the row has no accuracy):
   diverged on both sides is "ok" (listed, not compared further), diverging now where the reference
   finished is a regression, and finishing now where the reference diverged is a RISE (``--one-sided``: ok).
@@ -152,12 +153,15 @@ def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tol: 
     fresh, reference = (t if "diverged" in t else t.assign(diverged="") for t in (fresh, reference))
     if fresh.duplicated(keys).any():
         raise DataError(f"{name}: the fresh table has several rows per {keys}; cannot match them")
-    merged = reference.merge(fresh, on=keys, how="left", suffixes=("_ref", "_new"), indicator=True)
+    merged = reference.merge(fresh, on=keys, how="outer", suffixes=("_ref", "_new"), indicator=True)
     out = []
     for _, row in merged.iterrows():
         where = f"{name}: " + ", ".join(f"{k}={row[k]}" for k in keys)
         if row["_merge"] == "left_only":
             out.append(_record(where, "row", "present", "missing", "REGRESSION"))
+            continue
+        if row["_merge"] == "right_only":  # not in the reference: listed, nothing to compare it with
+            out.append(_record(where, "row", "absent", "present", "new"))
             continue
         gone = _divergence(row, two_sided)
         if gone is not None:
@@ -175,7 +179,7 @@ def compare_table(name: str, fresh: pd.DataFrame, reference: pd.DataFrame, tol: 
             status = _status(col, ref, new, t or 0.0, two_sided)
             if status is not None:
                 out.append(_record(where, col, ref, new, status, t))
-    if len(merged) and not (merged["_merge"] == "both").any() and len(fresh):
+    if len(merged) and not (merged["_merge"] == "both").any() and len(fresh) and len(reference):
         # Nothing in common: one line saying what differs, not a "missing" line per reference row.
         return [_record(name, "rows (none matches: another profile or experiment?)", _describe(reference, keys),
                         _describe(fresh, keys), "REGRESSION")]
@@ -247,13 +251,16 @@ def run(args: argparse.Namespace) -> int:
     moved = regress(Path(args.results), Path(args.reference), args.tolerance, tuple(args.require),
                     two_sided=not args.one_sided)
     absent = moved[moved.status == "not produced"]
-    moved = moved[moved.status != "not produced"]
+    new = moved[moved.status == "new"]
+    moved = moved[~moved.status.isin(["not produced", "new"])]
     bad = int(moved.status.isin(["REGRESSION", "RISE"]).sum())
     if not moved.empty:
         with pd.option_context("display.width", 200, "display.max_colwidth", 90):
             print(moved.to_string(index=False))
     if not absent.empty:
         print("not produced (not compared): " + ", ".join(absent["where"]))
+    if not new.empty:
+        print("new rows, not in the reference (not compared): " + "; ".join(new["where"]))
     if moved.empty:
         print(f"tinlab regress: nothing moved ({args.results} vs {args.reference})")
     else:
