@@ -132,7 +132,7 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     results = tmp_path / "results"
     table1 = pd.read_csv(results / "table1.csv")
-    assert sorted(table1.model.unique()) == ["rtcn", "tada", "tin", "tsm", "tsn"]
+    assert sorted(table1.model.unique()) == ["rtcn", "tada", "tadav2", "tin", "tsm", "tsn"]
     assert sorted(table1.frames.unique()) == [4] and table1.val_top1.between(0, 100).all()
     assert (table1.gflops > 0).all() and table1.latency_ms.notna().all()
     tsn, tsm = (table1[(table1.model == m) & (table1.frames == 4)].iloc[0] for m in ("tsn", "tsm"))
