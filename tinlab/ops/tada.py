@@ -83,6 +83,15 @@ class RouteFunc(nn.Module):
         return self.b(self.relu(self.bn(h) if hasattr(self, "bn") else self.norm(h))) + 1
 
 
+def clips_of(x: Tensor, channels: int, num_segments: int, name: str) -> tuple[int, int]:
+    """(clips B, frames T) of a (B*T, C, H, W) input, checked: C must be ``channels`` and T divide B*T."""
+    nt, c = x.shape[:2]
+    if x.dim() != 4 or c != channels or nt % num_segments:
+        raise ValueError(f"{name} expects (N*T, {channels}, H, W) with T = {num_segments} dividing the first "
+                         f"dimension, got {tuple(x.shape)}")
+    return nt // num_segments, num_segments
+
+
 class TAdaConv2d(nn.Module):
     """A 2D convolution whose input-channel weights are recalibrated per frame.
 
@@ -115,10 +124,7 @@ class TAdaConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         nt, c, h, w = x.shape
-        if c != self.in_channels or nt % self.num_segments:
-            raise ValueError(f"TAdaConv2d expects (N*T, {self.in_channels}, H, W) with T = "
-                             f"{self.num_segments} dividing the first dimension, got {tuple(x.shape)}")
-        b, t = nt // self.num_segments, self.num_segments
+        b, t = clips_of(x, self.in_channels, self.num_segments, type(self).__name__)
         alpha = self.route(x.view(b, t, c, h, w))  # (B, C_in, T)
         # Frame (b, t)'s kernel W * alpha[b, :, t] over input channels == W on the scaled input.
         scaled = x * alpha.transpose(1, 2).reshape(nt, c, 1, 1)

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .tada import ChannelLayerNorm, TAdaNorm
+from .tada import ChannelLayerNorm, TAdaNorm, clips_of
 
 CAL_DIMS = ("cin", "cout")
 
@@ -166,10 +166,7 @@ class TAdaConv2dV2(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         nt, c, h, w = x.shape
-        if c != self.in_channels or nt % self.num_segments:
-            raise ValueError(f"TAdaConv2dV2 expects (N*T, {self.in_channels}, H, W) with T = "
-                             f"{self.num_segments} dividing the first dimension, got {tuple(x.shape)}")
-        b, t = nt // self.num_segments, self.num_segments
+        b, t = clips_of(x, self.in_channels, self.num_segments, type(self).__name__)
         alpha, beta = self.rf(x.view(b, t, c, h, w).transpose(1, 2))  # (B, C_cal, T) each
         alpha = alpha.transpose(1, 2).reshape(nt, -1, 1, 1)
         if self.cal_dim == "cin":  # W * alpha over input channels == W on the scaled input
