@@ -21,12 +21,21 @@ from _snakemake import REPO, one_long_run_profile, snakemake
 RUN = "results/runs/tsn_T4_synthetic-motion"
 
 
+def _interruptible() -> None:
+    """In the child, before exec: SIGINT back to its default. A shell starts background commands with SIGINT
+    ignored, and a Python started with SIGINT ignored keeps ignoring it; so under `make test &` (or any
+    runner that does that) the Ctrl-C below reached nobody, the workflow ran to the end and exited 0 (the
+    flaky failure). As from a terminal, Snakemake and its jobs now get a KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(workdir: Path, profile: Path) -> subprocess.Popen:
     """`make main`'s command (--rerun-incomplete), in its own process group, in the background."""
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
     return subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
                              "--cores", "2", "--rerun-incomplete", "results/table1.csv", "--configfile", str(profile)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+                            preexec_fn=_interruptible)
 
 
 def _wait_for_epoch(workdir: Path, after: int, timeout: float = 300) -> int:

@@ -142,13 +142,13 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert len(table5) == 5 and set(table5.boundary) == {"zero", "clamp"}
     assert pd.read_csv(results / "equivalence.csv").passed.all()
     # Intervals on every accuracy; per-video predictions beside every metrics JSON; the paired comparisons:
-    # Table 1 (4 models vs TSN, 3 vs TSM, TIN vs r-TCN), Table 2 (per dataset, 2 vs TSN and TIN vs TSM),
+    # Table 1 (5 models vs TSN, 4 vs TSM, TIN vs r-TCN), Table 2 (per dataset, 2 vs TSN and TIN vs TSM),
     # Table 5 (4 rows vs the default row).
     assert (table1.val_top1_lo <= table1.val_top1).all() and (table1.val_top1 <= table1.val_top1_hi).all()
     assert len(pd.read_csv(tmp_path / "results/runs/tin_T4_synthetic-motion/metrics.predictions.csv")) == 6
     comparisons = pd.read_csv(results / "comparisons.csv")
     # Table 1 also has the negative control, TIN against r-TCN. One seed per row: no directional verdict.
-    assert comparisons.groupby("table").size().to_dict() == {"table1": 8, "table2": 6, "table5": 4}
+    assert comparisons.groupby("table").size().to_dict() == {"table1": 10, "table2": 6, "table5": 4}
     assert comparisons[comparisons.control][["model", "reference"]].values.tolist() == [["tin", "rtcn"]]
     assert comparisons.p_mcnemar.between(0, 1).all() and comparisons.p_holm.isna().all()
     assert set(comparisons.verdict) == {"no verdict: one run, training noise unmeasured"}
