@@ -124,6 +124,9 @@ def test_offsets_and_weights_are_readable_through_forward_hooks():
     (dict(channels=64, num_segments=8, groups=0), "groups"),
     (dict(channels=64, num_segments=8, boundary="reflect"), "boundary"),
     (dict(channels=64, num_segments=8, offset_range=0), "offset_range"),
+    # offsets start at +0.5 (last bias logit(0.5 + 0.25 / r)): a range up to 0.5 cannot hold them (before: a
+    # "math domain error" from inside OffsetNet)
+    (dict(channels=64, num_segments=8, offset_range=0.5), r"offset_range must be > 0.5 .* got 0.5"),
 ])
 def test_bad_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):

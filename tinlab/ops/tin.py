@@ -155,8 +155,8 @@ class TemporalInterlace(nn.Module):
         if groups < 1 or shift_div < 1 or num_segments < 1:
             raise ValueError(f"groups, shift_div and num_segments must be >= 1, got "
                              f"groups={groups}, shift_div={shift_div}, num_segments={num_segments}")
-        if not offset_range > 0:
-            raise ValueError(f"offset_range must be > 0, got {offset_range}")
+        if not offset_range > 0.5:  # offsets start at +0.5: the last bias is logit(0.5 + 0.25 / offset_range)
+            raise ValueError(f"offset_range must be > 0.5 (offsets start at +0.5, inside (-r, r)), got {offset_range}")
         self.fold = channels // shift_div
         self.num_channel_groups = groups * (2 if reverse else 1)
         if self.fold == 0 or self.fold % self.num_channel_groups:
