@@ -75,7 +75,7 @@ def test_smoke_profile_on_slurm_matches_the_local_run(cluster, tmp_path):
     # The jobs ran as SLURM jobs and completed: one per training run at least, none failed.
     jobs = [job for job in squeue(cluster) if job[0] not in before]
     trained = [job for job in jobs if job[2].startswith("rule_train_")]
-    assert len(trained) == 13 and all(state == "COMPLETED" for _, state, _ in jobs), jobs
+    assert len(trained) == 14 and all(state == "COMPLETED" for _, state, _ in jobs), jobs  # 6 + 3 + 5 runs
 
     for table in ("table1", "table2", "table5", "complexity", "equivalence"):
         a, b = comparable(local / "results" / f"{table}.csv"), comparable(remote / "results" / f"{table}.csv")
