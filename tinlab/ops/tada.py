@@ -143,8 +143,8 @@ def temporal_avg_pool(x: Tensor, num_segments: int) -> Tensor:
     """Mean over frames t-1, t, t+1 (zeros beyond the clip, divisor 3), on (N*T, C, H, W): the official
     ``AvgPool3d((3, 1, 1), stride 1, padding (1, 0, 0))``.
 
-    On CPU: two adds of neighbouring frames on the contiguous (N, T, C*H*W) view, about 3x faster (forward
-    and backward) than ``avg_pool3d`` on the (N, C, T, H, W) transpose. Elsewhere (one kernel instead of
+    On CPU: two adds of neighbouring frames on the contiguous (N, T, C*H*W) view, with no transpose copies
+    (``avg_pool3d`` needs the (N, C, T, H, W) transpose, copied in and out). Elsewhere (one kernel instead of
     five on a GPU) and under ``torch.jit.trace`` (FLOP counting: the count follows the pooling convention
     of :mod:`tinlab.measure.cost`) the ``avg_pool3d`` form runs; the tests hold the two forms equal.
     """
