@@ -62,7 +62,13 @@ def _user_facing(error: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, modules = _parser()
+    try:
+        parser, modules = _parser()  # lists the registered models: loads the plug-ins (TINLAB_PLUGINS)
+    except UserError as e:
+        if os.environ.get("TINLAB_DEBUG", "") not in ("", "0") or "--debug" in (sys.argv[1:] if argv is None else argv):
+            raise
+        print(f"tinlab: error: {one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     if getattr(args, "_missing", None):
         parser.error(f"command {args.command!r} is not available in this installation ({args._missing})")

@@ -24,7 +24,9 @@ Registering, in one file of your own (README: "Add your module")::
         def __init__(self, channels, num_segments, *, fold_div=8): ...
         def forward(self, x): ...          # (N*T, C, H, W) -> same shape
 
-or, from an installed package, an entry point in its ``pyproject.toml``::
+loaded by naming the file (or an importable module) in the workflow config, ``plugins:
+[path/to/tdiff.py]``, or for the ``tinlab`` commands in ``TINLAB_PLUGINS`` (paths or module names
+separated by ``:``); or, from an installed package, an entry point in its ``pyproject.toml``::
 
     [project.entry-points."tinlab.temporal_ops"]
     tdiff = "my_package.tdiff"             # the module whose decorator registers "tdiff"
@@ -43,17 +45,26 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import importlib.util
+import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-__all__ = ["ENTRY_POINT_GROUP", "TemporalModule", "get_module", "list_models", "list_temporal_ops",
-           "register_block_op", "register_temporal_op"]
+from .errors import ConfigError
+
+__all__ = ["ENTRY_POINT_GROUP", "PLUGINS_ENV", "TemporalModule", "get_module", "list_models", "list_temporal_ops",
+           "load_plugins", "register_block_op", "register_temporal_op"]
 
 ENTRY_POINT_GROUP = "tinlab.temporal_ops"
+PLUGINS_ENV = "TINLAB_PLUGINS"  # plug-in files or module names, os.pathsep-separated (the workflow sets it)
+PLUGIN_HINT = ("a plug-in? name its file or module in the workflow config (plugins: [path/to/my_op.py]) or, "
+               f"for tinlab commands, in {PLUGINS_ENV}=path/to/my_op.py, or install it with an entry point "
+               f"(README: 'Add your module')")
 KINDS = ("none", "op", "block")
 # Where an op goes: every block, or (the official TSM rule for ResNet-101 and deeper: a stage of 23 or
 # more blocks) every other block of every stage.
@@ -93,6 +104,7 @@ class TemporalModule:
 
 _REGISTRY: dict[str, TemporalModule] = {}
 _entry_points_loaded = False
+_plugins_loaded: dict[str, str] = {}  # what load_plugins was given -> the file or module it loaded
 
 
 def _resolve(target: str) -> Any:
@@ -145,11 +157,57 @@ def register_block_op(name: str, factory: Any = None, *, defaults: Mapping[str, 
     return add(factory) if factory is not None else add
 
 
+def load_plugins(specs: list[str] | tuple[str, ...]) -> list[str]:
+    """Import plug-ins, each given as a Python file (``path/to/my_op.py``, relative to the working
+    folder) or an importable module name (``my_package.my_op``), once each; their decorators register
+    their modules. Returns the files or modules loaded. A file that does not exist, a module that is
+    not importable or one that fails while importing is a ConfigError (a ValueError) naming it (and the error)."""
+    loaded = []
+    for spec in specs:
+        spec = str(spec).strip()
+        if not spec:
+            continue
+        is_file = spec.endswith(".py") or os.sep in spec or "/" in spec
+        key = os.path.abspath(spec) if is_file else spec
+        if key not in _plugins_loaded:
+            try:
+                if is_file:
+                    if not os.path.isfile(key):
+                        raise ValueError("no such file")
+                    name = "tinlab_plugin_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(key))[0])
+                    module_spec = importlib.util.spec_from_file_location(name, key)
+                    module = importlib.util.module_from_spec(module_spec)
+                    sys.modules[name] = module
+                    try:
+                        module_spec.loader.exec_module(module)
+                    except BaseException:
+                        del sys.modules[name]
+                        raise
+                else:
+                    importlib.import_module(spec)
+            except ConfigError:
+                raise
+            except ValueError as e:
+                raise ConfigError(f"plug-in {spec!r}: {e}") from None
+            except ModuleNotFoundError as e:
+                if e.name and spec.split(".")[0] == e.name.split(".")[0]:
+                    raise ConfigError(f"plug-in {spec!r}: no module of that name is importable (give a .py file's "
+                                     f"path, or install the package)") from None
+                raise ConfigError(f"plug-in {spec!r} failed to load: {type(e).__name__}: {e}") from None
+            except Exception as e:
+                raise ConfigError(f"plug-in {spec!r} failed to load: {type(e).__name__}: {e}") from None
+            _plugins_loaded[key] = key
+        loaded.append(key)
+    return loaded
+
+
 def _load_entry_points() -> None:
-    """Import the modules that installed packages declare under ``tinlab.temporal_ops`` (once)."""
+    """Import the plug-ins named in ``TINLAB_PLUGINS`` and the modules that installed packages declare
+    under ``tinlab.temporal_ops`` (once)."""
     global _entry_points_loaded
     if _entry_points_loaded:
         return
+    load_plugins(os.environ.get(PLUGINS_ENV, "").split(os.pathsep))  # raises again on every call if broken
     _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -178,7 +236,7 @@ def get_module(name: str) -> TemporalModule:
     """The registration of model ``name``; an unknown name is a ValueError listing the known ones."""
     _load_entry_points()
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered: {list_models()}")
+        raise ValueError(f"unknown model {name!r}; registered: {list_models()} ({PLUGIN_HINT})")
     return _REGISTRY[name]
 
 

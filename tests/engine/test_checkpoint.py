@@ -148,3 +148,16 @@ def test_orphan_names_that_are_no_pid_are_kept(tmp_path):
     huge = tmp_path / f".table.csv.{10 ** 30}.abc.tmp"
     huge.write_text("x")
     assert remove_orphans(tmp_path) == [] and huge.exists()
+
+
+def test_a_run_refused_after_taking_the_lock_leaves_no_folder_behind(tmp_path, write_config, capsys):
+    """The lock is taken before the model and data are built: a refusal there must not leave a folder
+    holding only `.lock` (which a workflow would then mistake for a started run). A folder the user made
+    beforehand is kept."""
+    bad = write_config("tsn", data={"root": str(tmp_path / "no-such-dataset")})
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "no-such-dataset" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "mine").mkdir()
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "mine"), "--quiet"]) == 2
+    assert (tmp_path / "mine").is_dir()

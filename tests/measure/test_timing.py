@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -52,3 +53,33 @@ def test_latency_cli_table_and_traces(tmp_path, capsys):
         assert any(e.get("name") == "aten::convolution" for e in events)
     assert "per-operator summary" in capsys.readouterr().out
     assert (tmp_path / "latency.csv.provenance.json").exists()
+
+
+def test_latency_times_the_models_with_their_options(tmp_path):
+    """--model-options builds the models and ops with the options a table's runs trained, and each row
+    records them; an unknown model or option is refused naming it."""
+    out = tmp_path / "latency.csv"
+    common = ["--backbone", "resnet18", "--width-mult", "0.25", "--small-stem", "--size", "16", "--frames", "4",
+              "--rounds", "1", "--warmup", "0", "--modes", "infer", "--op-channels", "32", "--op-size", "4"]
+    assert main(["latency", "--out", str(out), "--models", "tsn", "tsm", "--ops", "tsm", *common,
+                 "--model-options", '{"tsm": {"shift_div": 4}}']) == 0
+    frame = pd.read_csv(out).set_index(["kind", "name"])
+    assert frame.loc[("model", "tsm"), "options"] == '{"shift_div": 4}' == frame.loc[("op", "tsm"), "options"]
+    assert frame.loc[("model", "tsn"), "options"] == "{}"
+    assert json.loads((tmp_path / "latency.csv.provenance.json").read_text())["config"]["model_options"]
+    for bad, message in (('{"tsm": {"fold": 4}}', "does not take option(s) ['fold']"),
+                         ('{"nope": {}}', "unknown model 'nope'"), ("{tsm", "not JSON")):
+        with pytest.raises(Exception, match=re.escape(message)):
+            main(["latency", "--out", str(out), "--models", "tsm", "--ops", *common, "--model-options", bad,
+                  "--debug"])
+
+
+def test_a_built_tsm_with_other_options_is_another_model():
+    """The options reach the model timed (not only the row's label): shift_div changes what TSM shifts."""
+    from tinlab.measure.timing import Setting, model_candidates
+
+    s = Setting(backbone="resnet18", width_mult=0.25, small_stem=True, size=16, frames=4,
+                model_options={"tsm": {"shift_div": 4}})
+    _, built = model_candidates(s, ["tsm"], ["infer"])
+    shifts = {m.shift_div for m in built["tsm"].modules() if hasattr(m, "shift_div")}
+    assert shifts == {4}

@@ -61,3 +61,28 @@ def test_table1_rows_average_their_seeds():
     assert np.isnan(table.loc["tsn", "val_top1_std"]) and str(table.loc["tsn", "seeds"]) == "0"
     with pytest.raises(DataError, match="same seed"):
         build_table("table1", pd.concat([rows, rows.iloc[:1]]))
+
+
+def test_table1_takes_the_latency_of_the_model_each_row_trained():
+    """A row trained with options gets the latency measured with those options, never the default
+    model's; a latency file without options (or of other options) leaves the cell empty."""
+    def run(model, options):
+        return dict(model=model, groups=None, reverse=None, boundary=None, options=options, frames=8, dataset="d",
+                    backbone="resnet18", width_mult=0.25, small_stem=False, input_size=32, num_classes=12, views=1,
+                    epochs=16, seed=0, val_top1=50.0, val_top5=100.0, pair_accuracy=90.0, params=1, gflops=0.1,
+                    metrics_file=f"{model}/metrics.json")
+
+    rows = pd.DataFrame([run("tsn", "{}"), run("tsm", '{"shift_div": 4}')])
+    latency = pd.DataFrame([
+        dict(kind="model", name="tsn", mode="infer", frames=8, options="{}", median_ms=1.0),
+        dict(kind="model", name="tsm", mode="infer", frames=8, options="{}", median_ms=2.0),
+        dict(kind="model", name="tsm", mode="infer", frames=8, options='{"shift_div": 4}', median_ms=3.0),
+        dict(kind="model", name="tsm", mode="train", frames=8, options='{"shift_div": 4}', median_ms=9.0)])
+    table = build_table("table1", rows, latency).set_index("model")
+    assert table.loc["tsn", "latency_ms"] == 1.0 and table.loc["tsm", "latency_ms"] == 3.0
+    # a default option written out is the default model
+    explicit = latency.assign(options=latency.options.replace({"{}": '{"shift_div": 8}'}))
+    assert build_table("table1", rows, explicit).set_index("model").loc["tsm", "latency_ms"] == 3.0
+    old = latency[latency.options == "{}"].drop(columns="options")  # an older file: the default models only
+    table = build_table("table1", rows, old).set_index("model")
+    assert table.loc["tsn", "latency_ms"] == 1.0 and math.isnan(table.loc["tsm", "latency_ms"])

@@ -108,6 +108,11 @@ def test_only_the_datasets_the_targets_need_must_exist(tmp_path):
     ("model_options: {tsm: {shift_div: 8}, i3d: {}}", "model_options.i3d"),
     ("model_options: {tsm: {shift_dvi: 4}}", "model.options.shift_dvi"),
     ("experiment: a\nexperiment: b", "duplicate key 'experiment'"),
+    # each module's own rules, checked by building it (meta device), not at training time
+    ("model_options: {tin: {offset_range: 0.01}}", "offset_range must be > 0.5"),
+    ("model_options: {tin: {groups: 3}}", "cannot be built"),
+    ("model_options: {tadav2: {cal_dim: both}}", "cal_dim = 'both' is not valid"),
+    ("model_options: {tsm: {shift_div: 1}}", "TSM needs shift_div >= 2"),
 ])
 def test_bad_config_stops_before_anything_runs(tmp_path, override, message):
     bad = tmp_path / "bad.yaml"

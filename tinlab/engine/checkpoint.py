@@ -64,8 +64,10 @@ class RunFolder:
         dies with its process, so a killed run never leaves the folder locked."""
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"--out {self.path} is a file, not a run folder")
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+        locked = False
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,11 +75,25 @@ class RunFolder:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 raise RunFolderError(f"{self.path} is in use by another tinlab train (pid {holder}); wait for "
                                      f"it to finish or train into another --out") from None
+            locked = True
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield self
         finally:
+            if created and locked:
+                self._remove_if_unused()  # a run refused before it wrote anything leaves no folder behind
             os.close(fd)  # releases the flock
+
+    def _remove_if_unused(self) -> None:
+        """Remove the folder this process created if it holds nothing but the lock (and empty folders)."""
+        try:
+            entries = list(self.path.iterdir())
+            if all(e.name == ".lock" or (e.is_dir() and not any(e.iterdir())) for e in entries):
+                for e in entries:
+                    e.unlink() if e.name == ".lock" else e.rmdir()
+                self.path.rmdir()
+        except OSError:
+            pass  # another process started writing here: leave it
 
     def remove_orphans(self) -> list[Path]:
         """Temporary files that killed writes left behind (call while holding :meth:`lock`)."""

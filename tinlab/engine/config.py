@@ -39,7 +39,7 @@ import yaml
 from ..data.presets import DATASET_PRESETS
 from ..errors import ConfigError
 from ..models.archs import ARCHS
-from ..registry import get_module, list_models
+from ..registry import PLUGIN_HINT, get_module, list_models
 from ..utils.io import parse_yaml, read_yaml
 
 BN_MODES = ("train", "frozen", "partial")  # partial: every BN frozen but the first (TSN's partial BN)
@@ -244,7 +244,7 @@ def _semantic_checks(cfg: Config, where: str) -> None:
                "data.test_crops": (cfg.data.test_crops, list(TEST_CROPS))}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
-            raise bad(key, value, f"one of {allowed}")
+            raise bad(key, value, f"one of {allowed}" + (f" ({PLUGIN_HINT})" if key == "model.name" else ""))
     o, d = cfg.optim, cfg.data
     # key -> (value, lowest, highest, lowest allowed, highest allowed); every bound is also a finite check
     ranges = {

@@ -17,6 +17,7 @@ https://ui.perfetto.dev open the ``*.pt.trace.json`` files.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from contextlib import contextmanager, nullcontext
@@ -27,7 +28,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from ..models import create_model
+from ..models import create_model, options_key
 from ..ops import create_temporal_op
 from ..registry import list_models, list_temporal_ops
 
@@ -53,7 +54,12 @@ class Setting:
     channels_last: bool = False
     rounds: int = 10
     warmup: int = 2
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # model -> its options (those that differ from the registered defaults): the models and ops timed
+    # are the ones a table's runs trained, and each row records them (``options``, JSON)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def options_of(self, name: str) -> dict[str, Any]:
+        return dict(self.model_options.get(name, {}))
 
 
 def _synchronize(device: torch.device) -> None:
@@ -168,7 +174,7 @@ def model_candidates(s: Setting, models: list[str], modes: list[str]) -> tuple[d
     for name in models:
         torch.manual_seed(0)
         model = create_model(name, backbone=s.backbone, num_classes=s.num_classes, num_segments=s.frames,
-                             width_mult=s.width_mult, small_stem=s.small_stem, **s.model_kwargs).to(device)
+                             width_mult=s.width_mult, small_stem=s.small_stem, **s.options_of(name)).to(device)
         if s.channels_last:
             model = model.to(memory_format=torch.channels_last)
         built[name] = model
@@ -199,7 +205,8 @@ def op_candidates(s: Setting, ops: list[str], channels: int, size: int, modes: l
     fns = {}
     for name in ops:
         torch.manual_seed(0)
-        op = (lambda v: v.clone()) if name == "copy" else create_temporal_op(name, channels, s.frames).to(device)
+        op = ((lambda v: v.clone()) if name == "copy" else
+              create_temporal_op(name, channels, s.frames, **s.options_of(name)).to(device))
         if "infer" in modes:
             def fwd(op=op):
                 with torch.inference_mode(), _autocast(s, device):
@@ -218,14 +225,15 @@ def op_candidates(s: Setting, ops: list[str], channels: int, size: int, modes: l
 def _rows(kind: str, times: dict, s: Setting, extra: dict[str, Any]) -> list[dict[str, Any]]:
     from ..utils.provenance import device_name
 
-    setting = {k: v for k, v in asdict(s).items() if k not in ("model_kwargs", "rounds", "warmup")}
+    setting = {k: v for k, v in asdict(s).items() if k not in ("model_options", "rounds", "warmup")}
     amp = amp_of(s, torch.device(s.device))
     common = {**setting, "amp": str(amp).replace("torch.", "") if amp else "off", "device_name": device_name(s.device),
               "torch": torch.__version__}
     rows = []
     for (name, mode), samples in times.items():
         stats = summarize(samples)
-        rows.append({"kind": kind, "name": name, "mode": mode, **common, **stats,
+        rows.append({"kind": kind, "name": name, "mode": mode, "options": options_key(name, s.options_of(name)) if name != "copy" else "{}",
+                     **common, **stats,
                      "clips_per_s": s.batch / (stats["median_ms"] / 1e3), **extra})
     by_key = {(r["name"], r["mode"]): r["median_ms"] for r in rows}
     copy = by_key.get(("copy", "infer"))  # the memory-bound floor of a forward pass
@@ -235,6 +243,33 @@ def _rows(kind: str, times: dict, s: Setting, extra: dict[str, Any]) -> list[dic
             r[f"ratio_to_{ref}"] = r["median_ms"] / base if base else None
         r["ratio_to_copy"] = r["median_ms"] / copy if kind == "op" and r["mode"] == "infer" and copy else None
     return rows
+
+
+def parse_model_options(text: str | None) -> dict[str, dict[str, Any]]:
+    """``--model-options`` (JSON: ``{"tsm": {"shift_div": 4}}``), checked against each model's own
+    options: a name that is no model, or an option the model does not take, is a UserError naming it."""
+    from ..errors import UserError
+    from ..registry import get_module
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--model-options: not JSON ({e.msg} at character {e.pos}): {text!r}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise UserError(f"--model-options: expected {{model: {{option: value}}}}, got {text!r}")
+    for name, options in value.items():
+        try:
+            defaults = get_module(name).defaults
+        except ValueError as e:
+            raise UserError(f"--model-options: {e}") from None
+        unknown = sorted(set(options) - set(defaults))
+        if unknown:
+            raise UserError(f"--model-options: model {name!r} does not take option(s) {unknown}; its options: "
+                            f"{sorted(defaults) or 'none'}")
+    return {name: {k: tuple(v) if isinstance(get_module(name).defaults[k], tuple) and isinstance(v, list) else v
+                   for k, v in options.items()} for name, options in value.items()}
 
 
 def run_latency(s: Setting, models: list[str], ops: list[str], modes: list[str],
@@ -313,6 +348,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--op-channels", type=int, default=256)
     parser.add_argument("--op-size", type=int, default=28)
+    parser.add_argument("--model-options", metavar="JSON",
+                        help='options of the models (and ops) timed, as JSON: \'{"tsm": {"shift_div": 4}}\' '
+                             "(the workflow passes its model_options, so Table 1's latency is of the models it trained)")
     parser.add_argument("--trace-dir", help="write a torch.profiler trace per model under this folder")
 
 
@@ -322,10 +360,12 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    model_options = parse_model_options(args.model_options)
     frame = pd.concat([run_latency(Setting(
         device=args.device, dtype=args.dtype, threads=args.threads, batch=args.batch, frames=frames,
         size=args.size, backbone=args.backbone, width_mult=args.width_mult, small_stem=args.small_stem,
-        num_classes=args.num_classes, channels_last=args.channels_last, rounds=args.rounds, warmup=args.warmup),
+        num_classes=args.num_classes, channels_last=args.channels_last, rounds=args.rounds, warmup=args.warmup,
+        model_options=model_options),
         args.models, args.ops, args.modes, args.op_channels, args.op_size, args.trace_dir)
         for frames in args.frames], ignore_index=True)
     config = {k: v for k, v in vars(args).items() if k != "command"}

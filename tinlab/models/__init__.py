@@ -24,6 +24,47 @@ def default_op_options(name: str) -> dict[str, Any]:
     return dict(get_module(name).defaults)
 
 
+def options_key(name: str, options: dict[str, Any] | None) -> str:
+    """The options of model ``name`` that differ from its defaults, as sorted JSON (tuples as lists):
+    the one spelling under which a table row, a latency row and a run name identify a configured model."""
+    import json
+
+    defaults = get_module(name).defaults
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in (options or {}).items()}
+    return json.dumps({k: v for k, v in plain.items()
+                       if k not in defaults or (list(defaults[k]) if isinstance(defaults[k], tuple) else defaults[k]) != v},
+                      sort_keys=True)
+
+
+def check_buildable(name: str, *, backbone: str = "resnet50", num_segments: int = 8, width_mult: float = 1.0,
+                    small_stem: bool = False, **op_options: Any) -> None:
+    """Build model ``name`` with these options on the meta device (no memory, no arithmetic), so that
+    each module's own rules (TIN's ``offset_range > 0.5``, channels divisible into its groups, a plug-in's
+    asserts) refuse a configuration before any data is generated or any run starts. A rule's
+    ValueError/TypeError/AssertionError becomes a ConfigError naming the model and its options; a
+    constructor the meta device cannot run is built on the CPU instead."""
+    import torch
+
+    from ..errors import ConfigError
+
+    def build() -> None:
+        create_model(name, backbone=backbone, num_classes=2, num_segments=num_segments, width_mult=width_mult,
+                     small_stem=small_stem, **op_options)
+
+    try:
+        try:
+            with torch.device("meta"):
+                build()
+        except (ValueError, TypeError, AssertionError):
+            raise
+        except Exception:  # e.g. an op the meta device lacks, in a plug-in's constructor
+            build()
+    except (ValueError, TypeError, AssertionError) as e:
+        shown = ", ".join(f"{k}={v!r}" for k, v in op_options.items()) or "its defaults"
+        raise ConfigError(f"model {name!r} with {shown} ({backbone}, width_mult {width_mult}, {num_segments} "
+                          f"frames) cannot be built: {e}") from None
+
+
 def _hooks(spec: TemporalModule, backbone: str, num_segments: int, options: dict[str, Any]) -> dict[str, Any]:
     """The ResNet injection hook of a registered module, with its options bound."""
     if spec.kind == "none":

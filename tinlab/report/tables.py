@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, diverged_label
+from ..models import options_key
 from ..registry import list_models
 from ..utils.io import read_text
 
@@ -68,7 +69,7 @@ def load_run(path: str | Path) -> dict[str, Any]:
         "pair_accuracy": 100 * m["twins"]["pair_accuracy"] if m.get("twins") else None,
         "diverged": diverged_label(m["diverged"]) if m.get("diverged") else "",
         "groups": options.get("groups"), "reverse": options.get("reverse"), "boundary": options.get("boundary"),
-        "options": json.dumps(cfg["model"].get("options") or {}, sort_keys=True), "epochs": cfg["optim"]["epochs"],
+        "options": options_key(cfg["model"]["name"], cfg["model"].get("options")), "epochs": cfg["optim"]["epochs"],
         "seed": cfg["run"]["seed"], "code_version": m["provenance"].get("code_version"),
         "train_code_version": m.get("train_code_version"), "gflops": cost["gflops"], "params": cost["params"],
         "metrics_file": str(path),
@@ -182,14 +183,24 @@ def _over_seeds(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _latency_of_models(latency: pd.DataFrame) -> pd.DataFrame:
+    """Inference latency by (model, options, frames): a row of Table 1 gets the latency of the model it
+    trained, options included, or none (a latency file of other options, or of an older tinlab that
+    did not record them, leaves the cell empty rather than lending another model's figure)."""
+    lat = latency[(latency.kind == "model") & (latency["mode"] == "infer")]
+    if "options" not in lat:
+        lat = lat.assign(options="{}")
+    lat = lat.assign(options=[options_key(m, json.loads(o) if isinstance(o, str) else {})
+                              for m, o in zip(lat.name, lat.options)])
+    return lat.rename(columns={"name": "model", "median_ms": "latency_ms"})[["model", "options", "frames", "latency_ms"]]
+
+
 def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = None) -> pd.DataFrame:
     """The columns and row order of ``kind`` (table1 | table2 | table5) from :func:`load_run` rows."""
     if kind == "table1":
         out = _order(_over_seeds(rows))
         if latency is not None:
-            lat = latency[(latency.kind == "model") & (latency["mode"] == "infer")]
-            lat = lat.rename(columns={"name": "model", "median_ms": "latency_ms"})[["model", "frames", "latency_ms"]]
-            out = out.merge(lat, on=["model", "frames"], how="left")
+            out = out.merge(_latency_of_models(latency), on=["model", "options", "frames"], how="left")
         cols = ["model", "backbone", "frames", "input_size", "gflops", "params", "val_top1", "val_top1_std",
                 "val_top5", "pair_accuracy", "latency_ms", "seeds", "val_top1_per_seed", "diverged", "dataset",
                 "width_mult", "views", "epochs", "train_code_version", "metrics_file"]

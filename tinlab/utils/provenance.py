@@ -8,6 +8,7 @@ A CSV gets a sidecar ``<file>.provenance.json`` (:func:`provenance_path`); a JSO
 """
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 import tinlab
+from tinlab.registry import PLUGINS_ENV
 
 _PACKAGE_DIR = Path(tinlab.__file__).resolve().parent
 # Tracked paths whose edits change what a result is: the library, the workflow and its configs, the
@@ -68,6 +70,7 @@ def provenance(config: dict[str, Any] | None = None, device: torch.device | str 
         "threads": torch.get_num_threads(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        **({"plugins": os.environ[PLUGINS_ENV]} if os.environ.get(PLUGINS_ENV) else {}),
     }
 
 

@@ -6,7 +6,26 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from tinlab.engine.config import ConfigError, base_for_frames, config_from_dict
+from tinlab.registry import PLUGIN_HINT, PLUGINS_ENV, list_models, load_plugins
 from tinlab.utils.io import read_yaml
+
+
+def _load_plugins():
+    """The config's plug-ins (files relative to the working folder, or module names), loaded here for the
+    parse and named in TINLAB_PLUGINS for every job's tinlab (jobs inherit the environment; a cluster
+    job parses this file again and sets it again)."""
+    import os
+
+    specs = [str(Path(p).resolve()) if p.endswith(".py") or "/" in p else p for p in config.get("plugins", [])]
+    try:
+        load_plugins(specs)
+    except ConfigError as e:
+        raise WorkflowError(f"config: plugins: {e}") from None
+    inherited = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p]
+    os.environ[PLUGINS_ENV] = os.pathsep.join(dict.fromkeys(inherited + specs))
+
+
+_load_plugins()
 
 # One software environment for every rule: each rule is `python -m tinlab <command>`, and the tinlab
 # install (pyproject.toml / environment.yml) carries what every command needs; per-rule environments
@@ -44,11 +63,13 @@ def _check_config():
     for name in config.get("table2", {}).get("datasets", []):
         if name not in DATASETS:
             raise WorkflowError(f"config: table2.datasets has {name!r}, not under 'datasets' ({sorted(DATASETS)})")
-    from tinlab.models import list_models
-
+    for table in TABLES:
+        for name in set(config[table].get("models", [])) - set(list_models()):
+            raise WorkflowError(f"config: {table}.models: no model {name!r} (registered: {list_models()}; {PLUGIN_HINT})")
     for name in MODEL_OPTIONS:
         if name not in list_models():
-            raise WorkflowError(f"config: model_options.{name}: no model {name!r} (registered: {list_models()})")
+            raise WorkflowError(f"config: model_options.{name}: no model {name!r} (registered: {list_models()}; "
+                                f"{PLUGIN_HINT})")
     for t, entry in BASE_BY_FRAMES.items():
         if isinstance(entry, dict) and "seed" in (entry.get("run") or {}):
             raise WorkflowError(f"config: base_by_frames.{t}.run.seed: seeds are set by base.run.seed and "
@@ -58,10 +79,25 @@ def _check_config():
 
 def _check_run_configs():
     """The engine's own validation (unknown keys, types, ranges, model names and options) of every run
-    config the tables train, before anything runs."""
+    config the tables train, and each model built by its module's own rules, before anything runs."""
+    from tinlab.models import check_buildable
+
+    built = set()
     try:
         for name in sorted(VARIANTS):
-            config_from_dict(run_config_of(name), f"config: run config of {name}")
+            cfg = config_from_dict(run_config_of(name), f"config: run config of {name}")
+            m = cfg.model
+            key = (m.name, json.dumps(m.options, sort_keys=True), m.backbone, m.width_mult, m.small_stem,
+                   cfg.data.num_segments)
+            # each module's own rules, by building it on the meta device: in the main process only (a
+            # cluster job parses this file again; its config was checked when the workflow started)
+            if workflow.is_main_process and key not in built:
+                built.add(key)
+                try:
+                    check_buildable(m.name, backbone=m.backbone, num_segments=cfg.data.num_segments,
+                                    width_mult=m.width_mult, small_stem=m.small_stem, **m.options)
+                except ConfigError as e:
+                    raise ConfigError(f"config: run config of {name}: {e}") from None
     except ConfigError as e:
         raise WorkflowError(str(e)) from None
 
@@ -179,7 +215,10 @@ def cli_flags(options, skip=()):
 
 
 def _latency_args():
-    """Latency at the experiment's own scale: Table 1's models and frames on the base run config."""
+    """Latency at the experiment's own scale: Table 1's models, with their model_options, and frames on
+    the base run config (the options change the command, so a changed option reruns the job)."""
+    import shlex
+
     from tinlab.data import get_preset
 
     base, lat = config_from_dict(config["base"], "config: base"), LATENCY
@@ -189,6 +228,9 @@ def _latency_args():
             f"--frames {' '.join(map(str, config['table1']['frames']))}",
             f"--backbone {base.model.backbone} --width-mult {base.model.width_mult}",
             f"--size {base.data.input_size} --num-classes {classes or 174}"]
+    options = {m: _non_default(m, None) for m in config["table1"]["models"]}
+    if any(options.values()):
+        args.append(f"--model-options {shlex.quote(json.dumps({m: o for m, o in options.items() if o}, sort_keys=True))}")
     args.append(cli_flags({**lat, "small_stem": base.model.small_stem}, skip=("threads", "trace")))
     return " ".join(args)
 

@@ -17,11 +17,13 @@ rule complexity:
     output: "results/complexity.csv"
     params:
         args=cli_flags(config["complexity"]),
+        # every registered model, plug-ins included, named in the command: registering one reruns the job
+        models=" ".join(list_models()),
     log: "logs/complexity.log"
     benchmark: "benchmarks/complexity.tsv"
     conda: CONDA_ENV
     threads: 1
-    shell: "python -m tinlab complexity --out {output} {params.args} > {log} 2>&1"
+    shell: "python -m tinlab complexity --out {output} --models {params.models} {params.args} > {log} 2>&1"
 
 
 rule latency:
