@@ -161,3 +161,69 @@ def test_a_run_refused_after_taking_the_lock_leaves_no_folder_behind(tmp_path, w
     (tmp_path / "mine").mkdir()
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "mine"), "--quiet"]) == 2
     assert (tmp_path / "mine").is_dir()
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_the_run_resumes(tmp_path, write_config, capsys,
+                                                                         monkeypatch):
+    """ENOSPC in the middle of torch.save (which wraps it in a RuntimeError of its zip writer): one error
+    naming the file, train_failed.json, the previous checkpoint intact, and a rerun resumes to the same
+    weights as a run that never stopped."""
+    import tempfile
+
+    import tinlab.utils.io as io
+
+    config = write_config("tsn", optim={"epochs": 2})
+    real_mkstemp, calls = tempfile.mkstemp, []
+
+    def full_after_the_first_checkpoint(*args, prefix="", **kwargs):
+        fd, name = real_mkstemp(*args, prefix=prefix, **kwargs)
+        if prefix.startswith(".checkpoint.pt."):
+            calls.append(name)
+            if len(calls) > 1:  # the second checkpoint lands on a full disk
+                os.close(fd)
+                fd = os.open("/dev/full", os.O_WRONLY)
+        return fd, name
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", full_after_the_first_checkpoint)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "checkpoint.pt" in err and "intact" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert (run / "train_failed.json").is_file() and torch.load(run / "checkpoint.pt")["epoch"] == 1
+    assert not list(run.glob(".*.tmp"))
+    monkeypatch.setattr(io.tempfile, "mkstemp", real_mkstemp)
+    assert main(["train", "--config", str(config), "--out", str(run), "--quiet"]) == 0  # resumes
+    assert not (run / "train_failed.json").exists()
+    straight = tmp_path / "straight"
+    assert main(["train", "--config", str(config), "--out", str(straight), "--quiet"]) == 0
+    a, b = torch.load(run / "checkpoint.pt")["model"], torch.load(straight / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_full_disk_while_writing_a_table_keeps_its_previous_provenance(tmp_path, monkeypatch):
+    import json
+    import tempfile
+
+    import pandas as pd
+
+    import tinlab.utils.io as io
+
+    out = tmp_path / "t.csv"
+    io.write_csv(pd.DataFrame({"a": [1]}), out, {"version": 1})
+    real_mkstemp = tempfile.mkstemp
+
+    def full_for_csv(*args, prefix="", **kwargs):
+        fd, name = real_mkstemp(*args, prefix=prefix, **kwargs)
+        if prefix.startswith(".t.csv.") and not prefix.startswith(".t.csv.provenance"):
+            os.close(fd)
+            fd = os.open("/dev/full", os.O_WRONLY)
+        return fd, name
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", full_for_csv)
+    with pytest.raises(OSError, match="No space left on device"):
+        io.write_csv(pd.DataFrame({"a": [2]}), out, {"version": 2})
+    assert json.loads((tmp_path / "t.csv.provenance.json").read_text()) == {"version": 1}
+    with pytest.raises(OSError, match="No space left on device"):
+        io.write_csv(pd.DataFrame({"a": [2]}), tmp_path / "new" / "t.csv", {"version": 2})
+    assert not (tmp_path / "new" / "t.csv.provenance.json").exists()  # no orphan sidecar

@@ -199,3 +199,34 @@ def test_tadav2_round_trips_through_the_tinlab_format(tmp_path):
         assert torch.equal(a, b), k
     with pytest.raises(CheckpointError, match=r"cannot be written as tada-official \(holds tada\)"):
         export_state(model, "tada-official")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": "foo"}, "key 'name' = 'foo'"),
+    ({"options": {"shift_div": "two"}}, "options.shift_div' must be int"),
+    ({"width_mult": -1}, "width_mult' = -1"),
+    ({"extra": 1}, "unknown key(s) ['extra']"),
+    ({"num_segments": 0}, "num_segments' = 0"),
+    ({"num_classes": 0}, "num_classes = 0"),
+    ({"options": {"shift_div": 1}}, "TSM needs shift_div >= 2"),
+])
+def test_convert_refuses_a_bad_recorded_architecture_naming_the_file_and_key(tmp_path, capsys, change, message):
+    """A tinlab file records the network it holds; every field is checked as a run config's would be."""
+    small = dict(backbone="resnet18", num_classes=5, num_segments=4, width_mult=0.25, small_stem=True)
+    path = save_as(tinlab.create_model("tsm", **small), tmp_path / "tsm.pt", "tinlab")
+    blob = torch.load(path, weights_only=True)
+    blob["tinlab"]["arch"].update(change) if "tinlab" in blob else blob["arch"].update(change)
+    torch.save(blob, path)
+    assert main(["convert", str(path), str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err, err
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_convert_of_a_file_without_a_classifier_says_so(tmp_path, capsys):
+    path, state = published("tsm-official", tmp_path)
+    trunk = {k: v for k, v in state.items() if "fc" not in k}
+    torch.save({"state_dict": trunk}, tmp_path / "trunk.pth")
+    assert main(["convert", str(tmp_path / "trunk.pth"), str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "no classifier weight" in err and "trunk.pth" in err and "Traceback" not in err, err

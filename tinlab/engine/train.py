@@ -120,6 +120,13 @@ def train(cfg: Config, out: str | Path, *, force: bool = False, quiet: bool = Tr
         trainer, saver, start, history, best = _start(cfg, folder, digest, dist, quiet, log_every)
         try:
             result = trainer.fit(start, history, best, stop_after_epochs)
+        except OSError as e:  # a full disk while writing a checkpoint: the last complete one is intact
+            if dist.is_main:
+                try:
+                    folder.mark_failed(e, config_hash=digest, epochs_done=len(trainer.history), resumable=True)
+                except OSError:
+                    pass  # the disk is full: the error itself says what happened
+            raise
         except TrainingFailed as e:
             if not record_divergence:
                 if dist.is_main:

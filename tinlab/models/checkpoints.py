@@ -278,9 +278,10 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
             "config_hash": rest.get("config_hash"), "code_versions": rest.get("code_versions")}
 
 
-def infer_architecture(state: dict[str, Tensor], fmt: str) -> dict[str, Any]:
+def infer_architecture(state: dict[str, Tensor], fmt: str, where: str = "checkpoint") -> dict[str, Any]:
     """create_model arguments that fit a checkpoint: model, depth, width, classes, and the frames TIN's
-    OffsetNet was built for (others: 8, not stored in the weights)."""
+    OffsetNet was built for (others: 8, not stored in the weights). A checkpoint without a classifier or
+    a stem is a CheckpointError naming ``where``."""
     spec = FORMATS[fmt]
     model = spec.models[0] if spec.models else None
     by_stage: dict[int, set[int]] = {}
@@ -297,12 +298,55 @@ def infer_architecture(state: dict[str, Tensor], fmt: str) -> dict[str, Any]:
                  if layers == blocks and (kind == "bottleneck") == bottleneck), None)
     if arch is None:
         raise CheckpointError(f"a {fmt} checkpoint with {blocks} blocks per stage: not a ResNet tinlab builds")
-    fc = next(v for k, v in state.items() if re.search(r"(new_fc|fc_cls|head\.out|^fc)\.weight$", k))
-    stem = next(v for k, v in state.items() if re.search(r"conv1(\.conv|\.a)?\.weight$", k) and "layer" not in k
-                and "res_" not in k)
+    fc = next((v for k, v in state.items() if re.search(r"(new_fc|fc_cls|head\.out|^fc)\.weight$", k)), None)
+    stem = next((v for k, v in state.items() if re.search(r"conv1(\.conv|\.a)?\.weight$", k) and "layer" not in k
+                 and "res_" not in k), None)
+    for what, found, example in (("classifier", fc, "fc.weight / new_fc.weight / cls_head.fc_cls.weight"),
+                                 ("stem convolution", stem, "conv1.weight")):
+        if found is None:
+            raise CheckpointError(f"{where} ({fmt}): no {what} weight ({example}): a backbone-only file? tinlab "
+                                  f"converts whole recognisers; load a trunk with pretrained= instead")
     fc1 = next((v for k, v in state.items() if re.search(r"(biasnet\.net\.fc|offset_net\.fc1)\.weight$", k)), None)
     return {"name": model, "backbone": arch, "width_mult": stem.shape[0] / 64, "num_classes": fc.shape[0],
             "num_segments": fc1.shape[0] if fc1 is not None else 8}
+
+
+ARCH_KEYS = ("name", "backbone", "width_mult", "small_stem", "num_classes", "num_segments", "options")
+
+
+def _build_recorded(arch: dict[str, Any], path: Path) -> nn.Module:
+    """The model a tinlab file's recorded architecture describes, every field checked as a run config's
+    (name, backbone, width, frames, the module's options and their types, the module's own rules): a bad
+    field is a CheckpointError naming the file and the key."""
+    from ..engine.config import ConfigError, config_from_dict
+    from . import check_buildable, create_model
+
+    where = f"{path}: recorded architecture"
+    unknown = sorted(set(arch) - set(ARCH_KEYS))
+    if unknown:
+        raise CheckpointError(f"{where}: unknown key(s) {unknown} (expected {list(ARCH_KEYS)})")
+    classes = arch.get("num_classes")
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise CheckpointError(f"{where}: num_classes = {classes!r} is not valid; expected an integer >= 1")
+    options = arch.get("options") or {}
+    if not isinstance(options, dict):
+        raise CheckpointError(f"{where}: options = {options!r} is not a mapping")
+    if not isinstance(arch.get("name"), str):
+        raise CheckpointError(f"{where}: name = {arch.get('name')!r} is not a model name")
+    try:
+        cfg = config_from_dict({"model": {k: arch[k] for k in ("name", "backbone", "width_mult", "small_stem")
+                                          if k in arch} | {"options": dict(options)},
+                                "data": {"num_segments": arch.get("num_segments", 8)}}, where)
+    except ConfigError as e:
+        raise CheckpointError(str(e).replace("key 'model.", "key '").replace("key 'data.", "key '")) from None
+    m = cfg.model
+    try:
+        check_buildable(m.name, backbone=m.backbone, num_segments=cfg.data.num_segments, width_mult=m.width_mult,
+                        small_stem=m.small_stem, **m.options)
+    except ConfigError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    return create_model(m.name, backbone=m.backbone, num_classes=classes, num_segments=cfg.data.num_segments,
+                        width_mult=m.width_mult, small_stem=m.small_stem, **m.options)
 
 
 def architecture_of(model: nn.Module) -> dict[str, Any]:
@@ -353,11 +397,9 @@ def model_for(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         if not isinstance(arch, dict):
             raise CheckpointError(f"{path}: a tinlab checkpoint without its architecture (a run's checkpoint: "
                                   f"use evaluate --config with the run's config.yaml)")
-        arch = dict(arch)
-        options = arch.pop("options", {}) or {}
-        model = create_model(arch.pop("name"), **arch, **options)
+        model = _build_recorded(arch, path)
     else:
-        arch = infer_architecture(state, fmt)
+        arch = infer_architecture(state, fmt, str(path))
         model = create_model(arch.pop("name"), **arch)
     model.load_state_dict(import_state(model, state, fmt, str(path)))
     return model, {"file": str(path), "format": fmt, "epoch": rest.get("epoch")}

@@ -82,10 +82,26 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        cause = _os_error_in(e)
+        if cause is None:
+            raise
+        # a full disk, a quota, an I/O error: one error naming the file (torch.save wraps the OSError
+        # in a RuntimeError of its zip writer, so the chain is searched); nothing was replaced
+        raise OSError(cause.errno, f"{cause.strerror or cause}; nothing was replaced (the previous {path.name}, if "
+                                   f"any, is intact)", str(path)) from None
     return path
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The OSError with an errno that ``error`` is, or that it was raised while handling (None if none)."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno is not None:
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -140,8 +156,17 @@ def write_csv(frame: "pandas.DataFrame", path: str | Path, prov: dict[str, Any])
     """Write a result table atomically, with its provenance in a sidecar JSON written first."""
     from .provenance import provenance_path
 
-    write_json(provenance_path(path), prov)
-    return atomic_write_text(path, frame.to_csv(index=False, float_format="%.6g"))
+    sidecar = provenance_path(path)
+    before = sidecar.read_bytes() if sidecar.is_file() and Path(path).is_file() else None
+    write_json(sidecar, prov)
+    try:
+        return atomic_write_text(path, frame.to_csv(index=False, float_format="%.6g"))
+    except BaseException:  # the table was not replaced: neither is its provenance
+        try:
+            atomic_write(sidecar, lambda f: f.write(before)) if before is not None else sidecar.unlink(missing_ok=True)
+        except OSError:
+            sidecar.unlink(missing_ok=True)
+        raise
 
 
 def read_text(path: str | Path, error: type[Exception] = DataError) -> str:
