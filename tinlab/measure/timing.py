@@ -101,9 +101,10 @@ def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int, warmup:
 
 
 def summarize(samples: list[float]) -> dict[str, float]:
-    """Median, IQR, 10th/90th percentile (ms) of a list of seconds."""
+    """Median, quartiles and IQR, 10th/90th percentile (ms) of a list of seconds."""
     q = statistics.quantiles(samples, n=20, method="inclusive") if len(samples) > 1 else samples * 19
     return {"median_ms": statistics.median(samples) * 1e3, "iqr_ms": (q[14] - q[4]) * 1e3,
+            "q1_ms": q[4] * 1e3, "q3_ms": q[14] * 1e3,
             "p10_ms": q[1] * 1e3, "p90_ms": q[17] * 1e3, "samples": len(samples)}
 
 
@@ -118,7 +119,7 @@ def latency(model: nn.Module, clip: torch.Tensor, *, rounds: int = 10, warmup: i
         >>> m = tinlab.create_model("tsm", backbone="resnet18", num_classes=4, num_segments=4,
         ...                         width_mult=0.25, small_stem=True)
         >>> sorted(latency(m, torch.randn(1, 4, 3, 16, 16), rounds=3, warmup=1))
-        ['iqr_ms', 'median_ms', 'p10_ms', 'p90_ms', 'samples']
+        ['iqr_ms', 'median_ms', 'p10_ms', 'p90_ms', 'q1_ms', 'q3_ms', 'samples']
     """
     model.train(train)
 

@@ -55,7 +55,8 @@ def device_name(device: torch.device | str = "cpu") -> str:
                 break
     except OSError:
         pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{cpu} ({threads} thread{'s' * (threads != 1)})"
 
 
 def provenance(config: dict[str, Any] | None = None, device: torch.device | str = "cpu") -> dict[str, Any]:

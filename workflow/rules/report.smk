@@ -44,7 +44,7 @@ rule plots:
         latency="results/latency.csv",
         offsets=[f"{run}/metrics.offsets.csv" for run in _tin_runs().values()],
         summaries=[f"{RUNS}/{name}/train_summary.json" for name in table_variants("table1")],
-    output: [f"results/plots/{p}.png" for p in PLOTS]
+    output: [f"results/plots/{p}.{ext}" for p in PLOTS for ext in ("png", "pdf", "svg")]
     params:
         offsets=lambda w, input: " ".join(f"{t}={csv}" for t, csv in zip(_tin_runs(), input.offsets)),
     log: "logs/plots.log"
@@ -61,7 +61,7 @@ rule summary:
     input:
         tables=[f"results/{t}.csv" for t in TABLES] + ["results/comparisons.csv", "results/complexity.csv",
                                                         "results/equivalence.csv", "results/latency.csv"],
-        plots=rules.plots.output,
+        plots=[p for p in rules.plots.output if p.endswith(".png")],
     output: "results/README.md"
     params: title=f"tinlab results: {config['experiment']}"
     log: "logs/summary.log"
