@@ -57,7 +57,7 @@ test-slurm: $(VENV)/.installed
 	$(PY) -m pytest -m slurm tests/cluster -s
 
 # On a machine with a CUDA GPU: the CUDA tests, op ratios, latency/throughput of the R50 models, a short
-# AMP training run of each model; results/reference/gpu/*.csv (README: "GPU").
+# AMP training run of each model; results/reference/gpu/*.csv (docs/gpus-and-clusters.md: "GPUs and clusters").
 gpu-check: $(VENV)/.installed
 	$(PY) bench/gpu_check.py --out results/reference/gpu
 

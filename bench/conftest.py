@@ -1,4 +1,4 @@
-"""pytest-benchmark suites (not part of the test suite: `pytest bench/`, see README "Performance")."""
+"""pytest-benchmark suites (not part of the test suite: `pytest bench/`, see docs/measurements.md "Performance")."""
 from __future__ import annotations
 
 import sys

@@ -9,7 +9,7 @@ On a machine with a CUDA GPU it runs, and writes into ``--out`` (each CSV with i
 3. ``models.csv``: TSN / TSM / TIN ResNet-50 at 8 frames, 224 px, bf16 autocast (the AMP policy),
    channels_last: latency at batch 1 and throughput at batch 32, eager and ``torch.compile``d, and the
    training step (forward, backward, SGD step) at batch 8 and 8 / 16 frames, eager: its clips/s is
-   what sizes the data loader (README: "How many loader workers");
+   what sizes the data loader (docs/data.md: "How many loader workers");
 4. ``training.csv``: a short AMP training run of every model on generated data (loss must fall, no
    non-finite step);
 5. ``traces/<model>/``: a torch.profiler trace per model.
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="toy sizes (the CPU smoke test of this script)")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("gpu-check: no CUDA GPU here; run it on a machine with one (README: 'GPU')", file=sys.stderr)
+        print("gpu-check: no CUDA GPU here; run it on a machine with one (docs/gpus-and-clusters.md: 'GPUs and clusters')", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     prov = provenance({"device": args.device, "quick": args.quick}, args.device)

@@ -7,7 +7,7 @@ What a user calls::
     model = tinlab.create_model("tin", backbone="resnet50", num_classes=174, num_segments=8)
     model = tinlab.create_model("tsm", checkpoint="TSM_something_RGB_resnet50_shift8_blockres_avg_segment8_e45.pth")
     tinlab.load_checkpoint(model, "ckpt.pth.tar")          # -> the format detected
-    @tinlab.register_temporal_op("mine", defaults={...})   # your module in every table (README: "Add your module")
+    @tinlab.register_temporal_op("mine", defaults={...})   # your module in every table (docs/add-your-module.md: "Add your module")
 
 Names are resolved on first use, so importing tinlab (or its registry) does not import PyTorch.
 """

@@ -14,7 +14,7 @@ Two kinds of module, placed by one injection hook each in :class:`tinlab.models.
   (conv, norm)`` replacing the block's spatial (strided 3x3) convolution and the BatchNorm after it
   (``norm`` None keeps the BatchNorm).
 
-Registering, in one file of your own (README: "Add your module")::
+Registering, in one file of your own (docs/add-your-module.md: "Add your module")::
 
     import tinlab
     from torch import nn
@@ -64,7 +64,7 @@ ENTRY_POINT_GROUP = "tinlab.temporal_ops"
 PLUGINS_ENV = "TINLAB_PLUGINS"  # plug-in files or module names, os.pathsep-separated (the workflow sets it)
 PLUGIN_HINT = ("a plug-in? name its file or module in the workflow config (plugins: [path/to/my_op.py]) or, "
                f"for tinlab commands, in {PLUGINS_ENV}=path/to/my_op.py, or install it with an entry point "
-               f"(README: 'Add your module')")
+               f"(docs/add-your-module.md: 'Add your module')")
 KINDS = ("none", "op", "block")
 # Where an op goes: every block, or (the official TSM rule for ResNet-101 and deeper: a stage of 23 or
 # more blocks) every other block of every stage.

@@ -30,7 +30,7 @@ def test_check_detects_a_stale_number(tmp_path):
     assert fixed == text and "| tin " in fixed[begin:fixed.index("<!-- reference-tables:end -->")]
 
 
-def test_the_readme_shows_the_whole_example_plugin():
-    """README "Add your module" quotes examples/tinlab-tea/tinlab_tea.py in full: they cannot drift apart."""
+def test_the_docs_show_the_whole_example_plugin():
+    """docs/add-your-module.md quotes examples/tinlab-tea/tinlab_tea.py in full: they cannot drift apart."""
     plugin = (REPO / "examples" / "tinlab-tea" / "tinlab_tea.py").read_text().rstrip()
-    assert f"```python\n{plugin}\n```" in (REPO / "README.md").read_text()
+    assert f"```python\n{plugin}\n```" in (REPO / "docs" / "add-your-module.md").read_text()

@@ -45,7 +45,7 @@ TIN_RUN = "results/runs/tin_T8_synthetic-motion"
 # The planted harms, as a sitecustomize in the jobs' PYTHONPATH. TSM: its shift made the identity (retrained).
 # TIN: at evaluation, every 7th clip of a batch loses the temporal interlacing (re-evaluated only): about 10
 # points of top-1 (measured on the default recipe's T8 runs, seeds 0-3: -8.2 to -9.8 points with every 8th
-# clip, README "Regression checks"). The natural option changes are too gentle for this recipe: offsets confined
+# clip, docs/workflow.md "Regression checks"). The natural option changes are too gentle for this recipe: offsets confined
 # to (-0.6, 0.6) cost 2 points over seeds 0-2, interlacing in layers 1-2 only nothing.
 HOOK = """
 import torch

@@ -181,7 +181,7 @@ def detect_format(state: dict[str, Tensor], where: str = "checkpoint") -> str:
             return fmt.name
     sample = sorted(keys)[:5]
     raise CheckpointError(f"{where}: unknown checkpoint layout (keys such as {sample}); tinlab reads "
-                          f"{', '.join(FORMATS)} (README: 'Checkpoints')")
+                          f"{', '.join(FORMATS)} (docs/library.md: 'Checkpoints')")
 
 
 def _fit(tensor: Tensor, shape: torch.Size) -> Tensor | None:

@@ -54,7 +54,7 @@ class RouteFunc(nn.Module):
     ``"batchnorm"`` (the official TAda2D, parameters ``bn.*``) or ``"layernorm"`` (a per-frame
     :class:`ChannelLayerNorm`, parameters ``norm.*``, the normalisation TAdaConvV2's routing uses). In
     eval mode a BatchNorm is a fixed affine map, so alpha grows with the scale of the block's input; a
-    LayerNorm normalises that scale away (README: "TAdaConv").
+    LayerNorm normalises that scale away (docs/results.md: "TAdaConv").
     """
 
     def __init__(self, channels: int, *, reduction: int = 4, kernel_sizes: tuple[int, int] = (3, 3),

@@ -16,7 +16,7 @@ frames through attention instead of v1's global-context branch:
 LN and LN_t are LayerNorms over the channels of each frame (eps 1e-6); QuickGELU(x) = x * sigmoid(1.702 x).
 With ``b`` (and ``b_bias``) zero at initialisation alpha = 1: the calibration starts as the identity and
 the block as a plain convolution. Being normalised per frame, the routing's output does not grow with the
-scale of its input, in train or eval mode alike: the property v1's BatchNorm lacks (README: "TAdaConv").
+scale of its input, in train or eval mode alike: the property v1's BatchNorm lacks (docs/results.md: "TAdaConv").
 
 The attention, as the official code computes it: a 1x1 projection to q, k, v (3 x D channels, D = C / rf_r),
 split into heads of ``head_dim`` channels, weights softmax(q k^T / sqrt(D)) over frames (scaled by the

@@ -122,7 +122,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
 
 TRUST_HINT = ("if you trust the file, load it yourself with torch.load(path, weights_only=False) and save "
-              "its state_dict of tensors with torch.save (README: 'Trust')")
+              "its state_dict of tensors with torch.save (docs/troubleshooting.md: 'Trust')")
 
 
 def load_tensors(path: str | Path, map_location: Any = "cpu") -> Any:

@@ -147,7 +147,7 @@ def table_variants(table):
 
 
 VARIANTS = {name: spec for table in TABLES for name, spec in table_variants(table).items()}
-# Published checkpoints, evaluated without training (README: "Check your setup with the published checkpoints").
+# Published checkpoints, evaluated without training (docs/library.md: "Check your setup with the published checkpoints").
 PUBLISHED = config.get("published")
 if PUBLISHED:
     VARIANTS.update({f"published-{m}_T{PUBLISHED['frames']}_{PUBLISHED['dataset']}":
@@ -160,7 +160,7 @@ def published_checkpoint(variant):
     path = Path(PUBLISHED["checkpoints"][VARIANTS[variant]["model"]])
     if not path.is_file():
         raise WorkflowError(f"config: published.checkpoints.{VARIANTS[variant]['model']} = {str(path)!r} does not "
-                            f"exist (README: 'Check your setup with the published checkpoints')")
+                            f"exist (docs/library.md: 'Check your setup with the published checkpoints')")
     return str(path)
 
 
@@ -191,7 +191,7 @@ def dataset_marker(name):
     marker = Path(spec["root"]) / get_preset(name, **spec.get("preset", {})).val_list
     if not marker.is_file():
         raise WorkflowError(f"config: datasets.{name}.root = {spec['root']!r}: {marker} does not exist; point it at "
-                            f"the dataset's frames and list files (README: 'Bring your own data')")
+                            f"the dataset's frames and list files (docs/data.md: 'Bring your own data')")
     return str(marker)
 
 

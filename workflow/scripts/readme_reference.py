@@ -189,8 +189,10 @@ def tada_blocks(ref: Path, recipe: str, epoch: int) -> str:
     return _md(wide.reset_index().rename(columns={"route_norm": "routing norm"}))
 
 
-def render(ref: Path, shown: str) -> str:
-    """The tables of ``ref``, which the text names ``shown`` (its path relative to the README)."""
+def render(ref: Path, shown: str, part: str = "readme") -> str:
+    """The tables of ``ref``, which the text names ``shown`` (its path relative to the page): the README's
+    (``readme``: Tables 1, 2, 5, latency ratios, comparisons) or docs/results.md's (``details``: the seed
+    study, A/A false positives, TAda2D in eval mode)."""
     prov = json.loads(provenance_path(ref / "table1.csv").read_text())
     lat = pd.read_csv(ref / "latency.csv").iloc[0]
     header = (f"Runs trained at {trained_at(ref)}; tables assembled at {prov['code_version']}; torch {prov['torch']}, "
@@ -207,20 +209,21 @@ def render(ref: Path, shown: str) -> str:
                   "is too few channels for 4 groups plus 4 reverse groups; top-1 as mean ± standard deviation over "
                   "the seeds where there are several):", table5(ref)]
     parts += [f"**Latency ratios** (`{shown}/latency.csv`, same run, interleaved rounds):", latency_ratios(ref)]
+    details = [header]
     if (ref / "seed_study" / "seed_spread.csv").is_file():
-        parts += [f"**Seed study** (`{shown}/seed_study/`, `bench/seed_spread.py`): val top-1 mean ± standard "
+        details += [f"**Seed study** (`{shown}/seed_study/`, `bench/seed_spread.py`): val top-1 mean ± standard "
                   "deviation over the seeds, per recipe, model and frames; \"converged\": every run's train top-1 "
                   "gained less than 5 points over its last quarter of epochs; minutes of training per run (one "
                   "thread, two runs at a time on 2 cores).", seed_study(ref)]
     if (ref / "aa_rate.csv").is_file():
-        parts += [f"**A/A false positives** (`{shown}/aa_rate.csv`, `bench/aa_rate.py`): each model against itself "
+        details += [f"**A/A false positives** (`{shown}/aa_rate.csv`, `bench/aa_rate.py`): each model against itself "
                   "on disjoint seeds of the seed study; a \"better\"/\"worse\" is a false positive (no Holm "
                   "adjustment: one comparison at a time).", aa_rate(ref)]
     for recipe, what in (("previous", "the recipe before the calibrated one (384 videos of 64 px, 48 px crops, batch 8, "
                                       "lr 0.02), 8 frames, seed 0, 5 epochs"),
                          ("default", "the default recipe, 8 frames, seed 0")):
         if (ref / "tada_eval" / recipe / "epochs.csv").is_file():
-            parts += [f"**TAda2D in eval mode**, {what} (`{shown}/tada_eval/{recipe}/`, `bench/tada_eval_scale.py`): "
+            details += [f"**TAda2D in eval mode**, {what} (`{shown}/tada_eval/{recipe}/`, `bench/tada_eval_scale.py`): "
                       "validation loss with the running statistics as trained, with precise BN (population "
                       "statistics over 32 training batches) and with only the routing functions' BatchNorms on "
                       "batch statistics; the largest calibration factor α on a validation batch in train and eval "
@@ -240,28 +243,39 @@ def render(ref: Path, shown: str) -> str:
                   "pair of runs; \"videos needed\": validation videos at which the observed discordance rates "
                   "would reach p < 0.05 / (comparisons in the table), or \"more seeds\" where McNemar is decisive "
                   "but the runs of a row disagree.", comparisons(ref)]
-    return "\n\n".join(parts)
+    return "\n\n".join(parts if part == "readme" else details)
+
+
+def _rendered(page: Path, ref: Path, part: str) -> tuple[str, str]:
+    """(the page's text, the page with its tables rendered from ``ref``)."""
+    text = page.read_text()
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        sys.exit(f"{page}: expected one {BEGIN} and one {END} marker")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    return text, f"{head}{BEGIN}\n{render(ref, os.path.relpath(ref, page.parent), part)}\n{END}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=Path("results/reference"))
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README is not up to date")
+    parser.add_argument("--docs", type=Path, help="the page of the study tables (default: docs/results.md beside the "
+                                                  "README, when it exists)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a page is not up to date")
     args = parser.parse_args(argv)
-    text = args.readme.read_text()
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        sys.exit(f"{args.readme}: expected one {BEGIN} and one {END} marker")
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    new = f"{head}{BEGIN}\n{render(args.reference, os.path.relpath(args.reference, args.readme.parent))}\n{END}{tail}"
-    if args.check:
-        if new != text:
-            print(f"{args.readme}: reference tables differ from {args.reference}; run {Path(__file__).name}")
-            return 1
-        return 0
-    atomic_write_text(args.readme, new)
-    return 0
+    docs = args.docs or args.readme.parent / "docs" / "results.md"
+    pages = [(args.readme, "readme")] + ([(docs, "details")] if docs.is_file() else [])
+    stale = 0
+    for page, part in pages:
+        text, new = _rendered(page, args.reference, part)
+        if args.check:
+            if new != text:
+                print(f"{page}: reference tables differ from {args.reference}; run {Path(__file__).name}")
+                stale = 1
+        else:
+            atomic_write_text(page, new)
+    return stale
 
 
 if __name__ == "__main__":
