@@ -191,6 +191,16 @@ def test_a_training_log_can_be_followed_line_by_line(write_config, tmp_path, cap
     assert re.search(r"^epoch 2/2: loss [0-9.]+ train top-1 [0-9.]+% val top-1 [0-9.]+% val loss [0-9.]+ "
                      r"\([0-9.]+ clips/s; run ends in 0 s\)$", out, re.M), out
     assert re.search(r"final val top-1 [0-9.]+%$", out, re.M)
+    # TensorBoard speaks the same units: accuracies in percent, tagged so
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "r" / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"val/top1_percent", "train/top1_percent", "train/loss"} <= tags and "val/top1" not in tags
+    summary = json.loads((tmp_path / "r" / "train_summary.json").read_text())
+    last = events.Scalars("val/top1_percent")[-1].value
+    assert last == pytest.approx(100 * summary["history"][-1]["val"]["top1"], abs=1e-3)
 
 
 @pytest.mark.parametrize("args", [["--stop-after-epochs", "0"], ["--stop-after-epochs", "-1"], ["--log-every", "0"]])

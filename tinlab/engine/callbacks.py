@@ -226,9 +226,12 @@ class TensorBoard(Callback):
         if self.writer is None:
             return
         step = (epoch + 1) * trainer.iters_per_epoch
-        self.writer.add_scalar("train/top1", record["train"]["top1"], step)
+        # accuracies in percent, as the tables and the console print them (tags say so)
+        self.writer.add_scalar("train/top1_percent", 100 * record["train"]["top1"], step)
         for key, value in record["val"].items():
-            self.writer.add_scalar(f"val/{key}", value, step)
+            percent = key in ("top1", "top5")
+            self.writer.add_scalar(f"val/{key}_percent" if percent else f"val/{key}", 100 * value if percent else value,
+                                   step)
         for name, value in record["train"].get("offsets", {}).items():
             self.writer.add_scalar(f"offsets/mean_abs/{name}", value, step)
         self.writer.flush()
