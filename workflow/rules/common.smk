@@ -16,7 +16,8 @@ def _load_plugins():
     job parses this file again and sets it again)."""
     import os
 
-    specs = [str(Path(p).resolve()) if p.endswith(".py") or "/" in p else p for p in config.get("plugins", [])]
+    specs = [str(Path(p).resolve()) if p.endswith(".py") or len(Path(p).parts) > 1 else p
+             for p in config.get("plugins", [])]
     try:
         load_plugins(specs)
     except ConfigError as e:
