@@ -5,33 +5,58 @@ import triton.language as tl
 
 
 @triton.jit
+def row_and_elements(per_row, BLOCK: tl.constexpr):
+    """(row, element offsets) of this program on a 1-D grid of rows x blocks, in int64: the grid's first
+    axis holds 2^31 - 1 programs (the second only 65,535) and no product of an index and a stride wraps."""
+    pid = tl.program_id(0).to(tl.int64)
+    blocks = tl.cdiv(per_row, BLOCK)
+    return pid // blocks, (pid % blocks) * BLOCK + tl.arange(0, BLOCK)
+
+@triton.jit
+def tin_offset(z_ptr, n, r, G, scale, REVERSE: tl.constexpr):
+    """TIN's offset of row r of video n from OffsetNet's z (N, G), in fp32: its floor f (int32), the
+    fraction lam = o - f and do/dz. Forward and backward both call this, so they always agree on f."""
+    g = r % G if REVERSE else r
+    sz = tl.sigmoid(tl.load(z_ptr + n * G + g).to(tl.float32))
+    o = scale * (sz - 0.5)
+    dodz = scale * sz * (1.0 - sz)
+    if REVERSE:
+        o = tl.where(r >= G, -o, o)
+        dodz = tl.where(r >= G, -dodz, dodz)
+    f = tl.floor(o)
+    return f.to(tl.int32), o - f, dodz
+
+@triton.jit
+def tin_weight(v_ptr, n, t, r, T, G, REVERSE: tl.constexpr, WEIGHTS: tl.constexpr):
+    """The frame weight w = 2 sigmoid(v) of row r, frame t (1 without attention) and dw/dv, in fp32."""
+    if WEIGHTS:
+        g = r % G if REVERSE else r
+        sv = tl.sigmoid(tl.load(v_ptr + (n * G + g) * T + t).to(tl.float32))
+        return 2.0 * sv, 2.0 * sv * (1.0 - sv)
+    return 1.0, 0.0
+
+@triton.jit
+def taps(f, t, T, CLAMP: tl.constexpr):
+    """Source frames (clamped into the clip) and boundary masks (1: the tap reads a real frame, or clamp)."""
+    s0 = t - f
+    s1 = s0 - 1
+    if CLAMP:
+        m0 = 1.0
+        m1 = 1.0
+    else:
+        m0 = tl.where((s0 >= 0) & (s0 < T), 1.0, 0.0)
+        m1 = tl.where((s1 >= 0) & (s1 < T), 1.0, 0.0)
+    return tl.minimum(tl.maximum(s0, 0), T - 1), tl.minimum(tl.maximum(s1, 0), T - 1), m0, m1
+
+@triton.jit
 def coefficients(z_ptr, v_ptr, n, t, r, T, G, scale, REVERSE: tl.constexpr, WEIGHTS: tl.constexpr,
                  CLAMP: tl.constexpr):
     """(src0, src1, a0, a1) of frame t, row r of video n, from OffsetNet's z (N, G) and WeightNet's v
     (N, G, T): o = scale * (sigmoid(z) - 1/2) (negated for reverse rows), w = 2 sigmoid(v)."""
-    g = r % G if REVERSE else r
-    o = scale * (tl.sigmoid(tl.load(z_ptr + n * G + g).to(tl.float32)) - 0.5)
-    if REVERSE:
-        o = tl.where(r >= G, -o, o)
-    f = tl.floor(o)
-    lam = o - f
-    s0 = t - f.to(tl.int32)
-    s1 = s0 - 1
-    a0 = 1.0 - lam
-    a1 = lam
-    if CLAMP:
-        s0 = tl.minimum(tl.maximum(s0, 0), T - 1)
-        s1 = tl.minimum(tl.maximum(s1, 0), T - 1)
-    else:
-        a0 = tl.where((s0 >= 0) & (s0 < T), a0, 0.0)
-        a1 = tl.where((s1 >= 0) & (s1 < T), a1, 0.0)
-        s0 = tl.minimum(tl.maximum(s0, 0), T - 1)
-        s1 = tl.minimum(tl.maximum(s1, 0), T - 1)
-    if WEIGHTS:
-        w = 2.0 * tl.sigmoid(tl.load(v_ptr + (n * G + g) * T + t).to(tl.float32))
-        a0 = a0 * w
-        a1 = a1 * w
-    return s0, s1, a0, a1
+    f, lam, _ = tin_offset(z_ptr, n, r, G, scale, REVERSE)
+    s0, s1, m0, m1 = taps(f, t, T, CLAMP)
+    w, _ = tin_weight(v_ptr, n, t, r, T, G, REVERSE, WEIGHTS)
+    return s0, s1, (1.0 - lam) * m0 * w, lam * m1 * w
 
 @triton.jit
 def load_coefficients(s0_ptr, s1_ptr, a0_ptr, a1_ptr, n, t, r, T, G):
@@ -51,11 +76,10 @@ def forward(x, y, s0_ptr, s1_ptr, a0_ptr, a1_ptr, z_ptr, v_ptr, T, R, G, GI, CG,
             sxn, sxt, sxr, sxc, sxl, syn, syt, syr, syc, syl,
             FUSED: tl.constexpr, REVERSE: tl.constexpr, WEIGHTS: tl.constexpr, CLAMP: tl.constexpr,
             CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0)  # (n, t, r)
+    row, e = row_and_elements(CG * L, BLOCK)  # row (n, t, r)
     r = row % R
     t = (row // R) % T
     n = row // (R * T)
-    e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = e < CG * L
     ex = element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER)
     ey = element_offsets(e, CG, L, syc, syl, CHANNELS_INNER)
@@ -78,10 +102,9 @@ def backward_x(gy, gx, s0_ptr, s1_ptr, a0_ptr, a1_ptr, T, R, GI, CG, L,
                sgn, sgt, sgr, sgc, sgl, sxn, sxt, sxr, sxc, sxl,
                CHANNELS_INNER: tl.constexpr, T_PAD: tl.constexpr, BLOCK: tl.constexpr):
     """gx[n, s, r] = sum over t of a0[n,t,r] [src0 = s] gy[n,t,r] + a1[n,t,r] [src1 = s] gy[n,t,r]."""
-    chain = tl.program_id(0)  # (n, r)
+    chain, e = row_and_elements(CG * L, BLOCK)  # chain (n, r)
     r = chain % R
     n = chain // R
-    e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = e < CG * L
     eg = element_offsets(e, CG, L, sgc, sgl, CHANNELS_INNER)
     ex = element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER)
@@ -105,7 +128,7 @@ def backward_coefficients(x, gy, s0_ptr, s1_ptr, ga0, ga1, T, GI, CG, L,
                           sxn, sxt, sxr, sxc, sxl, sgn, sgt, sgr, sgc, sgl,
                           CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
     """ga0[n,t,r] = sum_e gy[n,t,r,e] x[n,src0,r,e], ga1 likewise with src1 (fp32 accumulation)."""
-    k = tl.program_id(0)  # (n, t, r) with r < GI
+    k = tl.program_id(0).to(tl.int64)  # (n, t, r) with r < GI
     r = k % GI
     t = (k // GI) % T
     n = k // (GI * T)
@@ -131,10 +154,9 @@ def shift(x, y, T, C, L, FOLD, DIRECTION, sxn, sxt, sxc, sxl, syn, syt, syc, syl
           CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
     """TSM's shift of a clip (N, T, C, L): channels [0, FOLD) read frame t + DIRECTION, [FOLD, 2 FOLD)
     frame t - DIRECTION (zero where that frame does not exist), the rest frame t. One pass, any layout."""
-    frame = tl.program_id(0)  # (n, t)
+    frame, e = row_and_elements(C * L, BLOCK)  # frame (n, t)
     t = frame % T
     n = frame // T
-    e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = e < C * L
     if CHANNELS_INNER:
         c = e % C
@@ -146,3 +168,74 @@ def shift(x, y, T, C, L, FOLD, DIRECTION, sxn, sxt, sxc, sxl, syn, syt, syc, syl
     valid = mask & (src >= 0) & (src < T)
     value = tl.load(x + n * sxn + src * sxt + c * sxc + l * sxl, mask=valid, other=0.0)
     tl.store(y + n * syn + t * syt + c * syc + l * syl, value, mask=mask)
+
+
+@triton.jit
+def tin_backward_x(gy, gx, z_ptr, v_ptr, T, R, G, GI, CG, L, scale,
+                   sgn, sgt, sgr, sgc, sgl, sxn, sxt, sxr, sxc, sxl,
+                   REVERSE: tl.constexpr, WEIGHTS: tl.constexpr, CLAMP: tl.constexpr,
+                   CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+    """The data gradient of TIN's interlacing as a gather, O(T) per element: the offset of a (video, row) is
+    one number, so frame s receives tap 0 of output frame s + f and tap 1 of s + f + 1 (with clamping,
+    the end frames also receive the taps clamped onto them). Coefficients recomputed in fp32 from z, v."""
+    chain, e = row_and_elements(CG * L, BLOCK)  # chain (n, r)
+    r = chain % R
+    n = chain // R
+    mask = e < CG * L
+    eg = element_offsets(e, CG, L, sgc, sgl, CHANNELS_INNER)
+    ex = element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER)
+    g_base = gy + n * sgn + r * sgr + eg
+    x_base = gx + n * sxn + r * sxr + ex
+    if r < GI:
+        f, lam, _ = tin_offset(z_ptr, n, r, G, scale, REVERSE)
+        for s in range(T):
+            acc = tl.zeros((BLOCK,), dtype=tl.float32)
+            for tap in tl.static_range(2):  # tap 0 reads t - f, tap 1 reads t - f - 1
+                shift = f + tap
+                lo = s + shift
+                hi = s + shift
+                if CLAMP:
+                    lo = tl.where(s == 0, 0, lo)
+                    hi = tl.where(s == T - 1, T - 1, hi)
+                lo = tl.maximum(lo, 0)
+                hi = tl.minimum(hi, T - 1)
+                part = (1.0 - lam) if tap == 0 else lam
+                for t in range(lo, hi + 1):
+                    w, _ = tin_weight(v_ptr, n, t, r, T, G, REVERSE, WEIGHTS)
+                    g = tl.load(g_base + t * sgt, mask=mask, other=0.0).to(tl.float32)
+                    acc += (part * w) * g
+            tl.store(x_base + s * sxt, acc.to(gx.dtype.element_ty), mask=mask)
+    else:
+        for t in range(T):
+            g = tl.load(g_base + t * sgt, mask=mask, other=0.0)
+            tl.store(x_base + t * sxt, g.to(gx.dtype.element_ty), mask=mask)
+
+@triton.jit
+def tin_backward_coefficients(x, gy, z_ptr, v_ptr, gz_part, gv_part, T, G, GI, CG, L, scale,
+                              sxn, sxt, sxr, sxc, sxl, sgn, sgt, sgr, sgc, sgl,
+                              REVERSE: tl.constexpr, WEIGHTS: tl.constexpr, CLAMP: tl.constexpr,
+                              CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+    """Per (n, t, r < GI): the two taps' inner products ga0 = <gy, x[src0]>, ga1 = <gy, x[src1]> (fp32),
+    chained straight into what this row and frame add to dL/dz (through lam) and dL/dv (through w):
+    gz_part = (ga1 m1 - ga0 m0) w do/dz, gv_part = (ga0 (1 - lam) m0 + ga1 lam m1) dw/dv."""
+    k = tl.program_id(0).to(tl.int64)
+    r = k % GI
+    t = (k // GI) % T
+    n = k // (GI * T)
+    f, lam, dodz = tin_offset(z_ptr, n, r, G, scale, REVERSE)
+    s0, s1, m0, m1 = taps(f, t, T, CLAMP)
+    w, dwdv = tin_weight(v_ptr, n, t, r, T, G, REVERSE, WEIGHTS)
+    acc0 = tl.zeros((BLOCK,), dtype=tl.float32)
+    acc1 = tl.zeros((BLOCK,), dtype=tl.float32)
+    for start in range(0, CG * L, BLOCK):
+        e = start + tl.arange(0, BLOCK)
+        mask = e < CG * L
+        g = tl.load(gy + n * sgn + t * sgt + r * sgr + element_offsets(e, CG, L, sgc, sgl, CHANNELS_INNER),
+                    mask=mask, other=0.0).to(tl.float32)
+        base = x + n * sxn + r * sxr + element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER)
+        acc0 += g * tl.load(base + s0 * sxt, mask=mask, other=0.0).to(tl.float32)
+        acc1 += g * tl.load(base + s1 * sxt, mask=mask, other=0.0).to(tl.float32)
+    ga0 = tl.sum(acc0, axis=0)
+    ga1 = tl.sum(acc1, axis=0)
+    tl.store(gz_part + k, (ga1 * m1 - ga0 * m0) * w * dodz)
+    tl.store(gv_part + k, (ga0 * (1.0 - lam) * m0 + ga1 * lam * m1) * dwdv)

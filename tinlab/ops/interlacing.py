@@ -308,7 +308,15 @@ def _tin_interlace_setup(ctx, inputs, output):
 def _tin_interlace_backward(ctx, grad):
     rows, z, v = ctx.saved_tensors
     need_x, need_z, need_v = ctx.needs_input_grad[:3]
-    with torch.enable_grad():  # the small coefficient graph: autograd differentiates it
+    need_v = need_v and v is not None
+    if rows.device.type in ("cuda", "meta"):  # one op: the Triton kernels (meta: counted as the GPU runs it)
+        grad_x, grad_z, grad_v = tin_interlace_backward(rows, z, v, _dense(grad, rows), *ctx.options, need_x,
+                                                        need_z, need_v)
+        return (grad_x if need_x else None), (grad_z if need_z else None), (grad_v if need_v else None), \
+            None, None, None
+    # CPU: the coefficients' small graph differentiated by autograd (the numerics every CPU reference was
+    # trained with); the interlacing's own backward is the C kernel
+    with torch.enable_grad():
         zc = z.detach().requires_grad_(need_z)
         vc = v.detach().requires_grad_(need_v) if v is not None else None
         src0, src1, a0, a1 = tin_coefficients(zc, vc, rows.shape[1], *ctx.options, rows.dtype)
@@ -322,6 +330,58 @@ def _tin_interlace_backward(ctx, grad):
         grad_z = next(grads) if need_z else None
         grad_v = next(grads) if need_v else None
     return (grad_x if need_x else None), grad_z, grad_v, None, None, None
+
+
+@torch.library.custom_op("tinlab::tin_interlace_backward", mutates_args=())
+def tin_interlace_backward(rows: Tensor, z: Tensor, v: Optional[Tensor], grad: Tensor, offset_range: float,
+                           reverse: bool, boundary: str, need_x: bool, need_z: bool, need_v: bool
+                           ) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of :func:`tin_interlace` w.r.t. rows, z, v (empty tensors where not needed): TIN's
+    backward on CUDA as one op, two Triton kernels that recompute the forward kernel's fp32 coefficients
+    (so the backward differentiates the frames the forward read, in any dtype) and two small sums. Other
+    devices: the same chain rule written out in PyTorch (training on the CPU differentiates the coefficient
+    graph with autograd instead, see ``_tin_interlace_backward``; both are tested against the reference)."""
+    if rows.device.type == "cuda" and _triton_supports(rows):
+        from .triton_kernels import tin_backward
+
+        return tin_backward(rows, z, v, grad, offset_range, reverse, boundary, need_x, need_z, need_v)
+    src0, src1, a0, a1 = tin_coefficients(z, v, rows.shape[1], offset_range, reverse, boundary, rows.dtype)
+    need_a = need_z or need_v
+    grad_x, ga0, ga1 = _backward(rows, src0, src1, a0, a1, grad, need_x, need_a, need_a)
+    grad_z = grad_v = z.new_empty(0)
+    if need_a:  # the chain rule through the coefficients, written out (as the CUDA kernel does)
+        t = rows.shape[1]
+        sz = torch.sigmoid(z)
+        offsets = 2 * offset_range * (sz - 0.5)  # the expression tin_coefficients floors: the same floor
+        dodz = 2 * offset_range * sz * (1 - sz)
+        if reverse:
+            offsets, dodz = torch.cat([offsets, -offsets], 1), torch.cat([dodz, -dodz], 1)
+        lam = (offsets - torch.floor(offsets)).unsqueeze(1)
+        src0u = torch.arange(t, device=z.device).view(1, -1, 1) - torch.floor(offsets).long().unsqueeze(1)
+        if boundary == "zero":
+            m0 = ((src0u >= 0) & (src0u < t)).to(ga0.dtype)
+            m1 = ((src0u >= 1) & (src0u < t + 1)).to(ga0.dtype)
+        else:
+            m0 = m1 = torch.ones((), dtype=ga0.dtype, device=z.device)
+        halves = 2 if reverse else 1
+        if v is not None:
+            sv = torch.sigmoid(v).transpose(1, 2)  # (N, T, G)
+            w, dwdv = (2 * sv).repeat(1, 1, halves), (2 * sv * (1 - sv)).repeat(1, 1, halves)
+        else:
+            w = dwdv = torch.ones((), dtype=ga0.dtype, device=z.device)
+        if need_z:
+            part = (ga1 * m1 - ga0 * m0) * w * dodz.unsqueeze(1)
+            grad_z = part.view(*part.shape[:2], halves, -1).sum((1, 2)).to(z.dtype)
+        if need_v:
+            part = (ga0 * (1 - lam) * m0 + ga1 * lam * m1) * dwdv
+            grad_v = part.view(*part.shape[:2], halves, -1).sum(2).transpose(1, 2).to(v.dtype)
+    return grad_x if need_x else rows.new_empty(0), grad_z, grad_v
+
+
+@tin_interlace_backward.register_fake
+def _tin_interlace_backward_fake(rows, z, v, grad, offset_range, reverse, boundary, need_x, need_z, need_v):
+    return (torch.empty_like(rows) if need_x else rows.new_empty(0), torch.empty_like(z) if need_z else z.new_empty(0),
+            torch.empty_like(v) if need_v and v is not None else z.new_empty(0))
 
 
 tin_interlace.register_autograd(_tin_interlace_backward, setup_context=_tin_interlace_setup)

@@ -50,9 +50,10 @@ def _leading_row_mean_setup(ctx, inputs, output):
 def _leading_row_mean_backward(ctx, grad):
     # A zero-stride expansion of (N, T, R, Cg, 1), in the input's own shape: autograd adds it in place
     # into the interlace gradient of the same tensor, with no full-size zero tensor and no reshape copy.
+    # Two launches (the scaling, the zero rows appended), where a zero tensor, a division and a copy were three.
     n, t, r, cg, hw = ctx.shape
-    small = grad.new_zeros(n, t, r, cg, 1)
-    small[:, :, :ctx.rows, :, 0] = grad.transpose(1, 2).reshape(n, t, ctx.rows, cg) / hw
+    lead = (grad.transpose(1, 2) / hw).reshape(n, t, ctx.rows, cg, 1)
+    small = torch.nn.functional.pad(lead, (0, 0, 0, 0, 0, r - ctx.rows)) if r > ctx.rows else lead
     return small.expand(n, t, r, cg, hw), None
 
 

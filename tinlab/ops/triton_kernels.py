@@ -18,6 +18,7 @@ Tested on CPU with ``TRITON_INTERPRET=1`` against the C kernel and the PyTorch p
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from functools import lru_cache
 
 import torch
@@ -40,6 +41,16 @@ def _kernels():
     from . import _triton_interlace as k
 
     return k.forward, k.backward_x, k.backward_coefficients
+
+
+def _on(x: Tensor):
+    """Launch on x's own device (Triton launches on the current one: a tensor on cuda:1 while cuda:0 is
+    current would run on the wrong device's stream)."""
+    return torch.cuda.device(x.device) if x.device.type == "cuda" else nullcontext()
+
+
+def _blocks(per_row: int) -> int:
+    return -(-per_row // BLOCK)
 
 
 def _layout(x: Tensor) -> tuple[int, int, int, int, int, tuple[int, ...], bool]:
@@ -78,15 +89,28 @@ def _launch_forward(x: Tensor, coefficients: tuple, fused: tuple | None) -> Tens
         s0 = s1 = a0 = a1 = z
         v = v.contiguous() if v is not None else z
         z = z.contiguous()
-    grid = (n * t * r, -(-(cg * l) // BLOCK))
-    forward[grid](x5, y5, s0, s1, a0, a1, z, v, t, r, g, gi, cg, l, scale, *sx, *sy, FUSED=fused is not None,
-                  REVERSE=reverse, WEIGHTS=weights, CLAMP=clamp, CHANNELS_INNER=inner, BLOCK=BLOCK)
+    with _on(x):
+        forward[(n * t * r * _blocks(cg * l),)](
+            x5, y5, s0, s1, a0, a1, z, v, t, r, g, gi, cg, l, scale, *sx, *sy, FUSED=fused is not None,
+            REVERSE=reverse, WEIGHTS=weights, CLAMP=clamp, CHANNELS_INNER=inner, BLOCK=BLOCK)
     return y5.view(x.shape)
 
 
 def interlace_forward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Tensor) -> Tensor:
-    """``tinlab::interlace_frames`` on CUDA (or on CPU tensors under TRITON_INTERPRET=1)."""
+    """``tinlab::interlace_frames`` on CUDA (or on CPU tensors under TRITON_INTERPRET=1). The source frames
+    are checked on the device (an asynchronous assert: no host sync), as the CPU path checks them."""
+    _assert_frames(src0, src1, x.shape[1])
     return _launch_forward(x, (src0.contiguous(), src1.contiguous(), a0.contiguous(), a1.contiguous()), None)
+
+
+def _assert_frames(src0: Tensor, src1: Tensor, frames: int) -> None:
+    """Direct calls of interlace_frames can pass any indices; the kernels read them unchecked."""
+    if src0.device.type == "cuda":
+        ok = (src0.min() >= 0) & (src0.max() < frames) & (src1.min() >= 0) & (src1.max() < frames)
+        torch._assert_async(ok, f"interlace_frames: a source frame is outside [0, {frames})")
+    elif src0.numel() and not bool((src0.min() >= 0) & (src0.max() < frames) & (src1.min() >= 0)
+                                   & (src1.max() < frames)):
+        raise IndexError(f"interlace_frames: a source frame is outside [0, {frames})")
 
 
 def tin_forward(rows: Tensor, z: Tensor, v: Tensor | None, offset_range: float, reverse: bool,
@@ -109,14 +133,16 @@ def interlace_backward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Te
         gx5 = torch.empty_like(x5)
         _, _, _, _, _, sgx, _ = _layout(gx5)
         t_pad = max(16, 1 << (t - 1).bit_length())
-        backward_x[(n * r, -(-(cg * l) // BLOCK))](g5, gx5, src0, src1, a0, a1, t, r, gi, cg, l, *sg, *sgx,
-                                                   CHANNELS_INNER=inner, T_PAD=t_pad, BLOCK=BLOCK)
+        with _on(x):
+            backward_x[(n * r * _blocks(cg * l),)](g5, gx5, src0, src1, a0, a1, t, r, gi, cg, l, *sg, *sgx,
+                                                  CHANNELS_INNER=inner, T_PAD=t_pad, BLOCK=BLOCK)
         grad_x = gx5.view(x.shape)
     if need_a0 or need_a1:
         ga0 = torch.empty(a0.shape, dtype=torch.float32, device=x.device)
         ga1 = torch.empty(a1.shape, dtype=torch.float32, device=x.device)
-        backward_coefficients[(n * t * gi,)](x5, g5, src0, src1, ga0, ga1, t, gi, cg, l, *sx, *sg,
-                                             CHANNELS_INNER=inner, BLOCK=BLOCK)
+        with _on(x):
+            backward_coefficients[(n * t * gi,)](x5, g5, src0, src1, ga0, ga1, t, gi, cg, l, *sx, *sg,
+                                                 CHANNELS_INNER=inner, BLOCK=BLOCK)
         grad_a0 = ga0.to(a0.dtype) if need_a0 else grad_a0
         grad_a1 = ga1.to(a1.dtype) if need_a1 else grad_a1
     return grad_x, grad_a0, grad_a1
@@ -133,6 +159,44 @@ def shift_forward(x: Tensor, fold: int, direction: int) -> Tensor:
     l = x4.shape[3]
     from . import _triton_interlace as k
 
-    k.shift[(n * t, -(-(c * l) // BLOCK))](x4, y4, t, c, l, fold, direction, *x4.stride(), *y4.stride(),
+    with _on(x):
+        k.shift[(n * t * _blocks(c * l),)](x4, y4, t, c, l, fold, direction, *x4.stride(), *y4.stride(),
                                           CHANNELS_INNER=x4.stride(2) < x4.stride(3), BLOCK=BLOCK)
     return y4.view(x.shape)
+
+
+def tin_backward(rows: Tensor, z: Tensor, v: Tensor | None, grad: Tensor, offset_range: float, reverse: bool,
+                 boundary: str, need_x: bool, need_z: bool, need_v: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of ``tinlab::tin_interlace`` w.r.t. rows, z, v (empty where not needed): the coefficients
+    recomputed in the kernels in fp32 exactly as the forward kernel computed them (the same floor of
+    every offset, whatever the input dtype), the data gradient as an O(T) gather, and the coefficient
+    gradients chained into z and v inside the kernel: two launches and two small sums."""
+    from . import _triton_interlace as k
+
+    x5, g5 = _collapsible(rows), _collapsible(grad)
+    n, t, r, cg, l, sx, inner = _layout(x5)
+    _, _, _, _, _, sg, _ = _layout(g5)
+    g = z.shape[1]
+    gi, scale, weights, clamp = g * (2 if reverse else 1), 2.0 * offset_range, v is not None, boundary == "clamp"
+    z = z.contiguous()
+    v = v.contiguous() if v is not None else z
+    grad_x, grad_z, grad_v = rows.new_empty(0), z.new_empty(0), z.new_empty(0)
+    options = dict(REVERSE=reverse, WEIGHTS=weights, CLAMP=clamp, CHANNELS_INNER=inner, BLOCK=BLOCK)
+    with _on(rows):
+        if need_x:
+            gx5 = torch.empty_like(x5)
+            _, _, _, _, _, sgx, _ = _layout(gx5)
+            k.tin_backward_x[(n * r * _blocks(cg * l),)](g5, gx5, z, v, t, r, g, gi, cg, l, scale, *sg, *sgx,
+                                                         **options)
+            grad_x = gx5.view(rows.shape)
+        if need_z or need_v:
+            gz_part = torch.empty(n, t, gi, dtype=torch.float32, device=rows.device)
+            gv_part = torch.empty(n, t, gi, dtype=torch.float32, device=rows.device)
+            k.tin_backward_coefficients[(n * t * gi,)](x5, g5, z, v, gz_part, gv_part, t, g, gi, cg, l, scale,
+                                                       *sx, *sg, **options)
+            halves = 2 if reverse else 1  # reverse rows g + G use the offset of group g, negated (in the kernel)
+            if need_z:
+                grad_z = gz_part.view(n, t, halves, g).sum((1, 2)).to(z.dtype)
+            if need_v:
+                grad_v = gv_part.view(n, t, halves, g).sum(2).transpose(1, 2).to(v.dtype)
+    return grad_x, grad_z, grad_v
