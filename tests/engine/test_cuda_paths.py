@@ -96,3 +96,64 @@ def test_cudnn_benchmark_is_restored_after_timing():
             assert torch.backends.cudnn.benchmark
             raise RuntimeError("a failed measurement")
     assert torch.backends.cudnn.benchmark == before
+
+
+def test_a_bf16_checkpoint_resumes_on_an_fp16_only_gpu(tmp_path, write_config):
+    """A run trained under bf16 (or on the CPU) saves a disabled GradScaler's empty state; an fp16-only GPU
+    enables its scaler, and GradScaler.load_state_dict({}) raises. The enabled scaler starts fresh instead."""
+    from tinlab.engine.config import load_config
+    from tinlab.engine.loop import Trainer
+
+    trainer = Trainer(load_config(write_config("tsn")))
+    state = trainer.state_dict()
+    assert state["scaler"] == {}  # what a disabled scaler saves
+
+    class Fp16Scaler:  # an enabled GradScaler as an fp16 GPU has it: refuses the empty state
+        loaded = None
+
+        def is_enabled(self):
+            return True
+
+        def load_state_dict(self, s):
+            if not s:
+                raise RuntimeError("The source state dict is empty, possibly because it was saved from a "
+                                   "disabled instance of GradScaler.")
+            Fp16Scaler.loaded = s
+
+    trainer.scaler = Fp16Scaler()
+    trainer.load_state_dict(state)  # before: the RuntimeError above
+    assert Fp16Scaler.loaded is None
+    trainer.load_state_dict({**state, "scaler": {"scale": 1024.0}})  # an fp16 run's own state is restored
+    assert Fp16Scaler.loaded == {"scale": 1024.0}
+
+
+def test_deterministic_is_honoured_on_a_gpu_and_autotuning_is_on_otherwise(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+              torch.backends.cudnn.deterministic)
+    try:
+        runtime.seed_everything(0, deterministic=True, cuda=True)
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert not torch.backends.cudnn.benchmark and runtime.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        runtime.seed_everything(0, deterministic=False, cuda=True)
+        assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
+        runtime.seed_everything(0, deterministic=False, cuda=False)
+        assert not torch.backends.cudnn.benchmark  # nothing to autotune on the CPU
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=True)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1], before[2]
+
+
+def test_normalising_a_batch_makes_no_new_statistics_tensor(monkeypatch):
+    """mean/std are built once per device: on a GPU each new tensor is a synchronous host-to-device copy."""
+    from tinlab.data import transforms
+
+    transforms._statistics.cache_clear()
+    clips = torch.zeros(2, 3, 3, 4, 4, dtype=torch.uint8)
+    transforms.normalize_clips(clips)
+    built = []
+    real = torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: built.append(a) or real(*a, **k))
+    for _ in range(3):
+        transforms.normalize_clips(clips)
+    assert built == [] and transforms._statistics.cache_info().hits >= 3

@@ -15,6 +15,8 @@ converts and normalises it) or :class:`ToTensor` (float32, normalised in the wor
 """
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import Callable, Sequence, Union
 
@@ -264,10 +266,17 @@ def normalize_clips(clips: Tensor, mean: Sequence[float] = IMAGENET_MEAN,
     """
     if clips.dtype != torch.uint8:
         return clips
-    m = torch.tensor(mean, dtype=torch.float32, device=clips.device).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=clips.device).view(3, 1, 1)
+    m, s = _statistics(tuple(map(float, mean)), tuple(map(float, std)), clips.device)
     x = clips.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
     return x.sub_(m).div_(s)
+
+
+@functools.lru_cache(maxsize=16)
+def _statistics(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    """mean and std as (3, 1, 1) tensors on ``device``, made once per device: a new tensor per batch would be
+    a synchronous host-to-device copy per batch on a GPU."""
+    return (torch.tensor(mean, dtype=torch.float32, device=device).view(3, 1, 1),
+            torch.tensor(std, dtype=torch.float32, device=device).view(3, 1, 1))
 
 
 def build_transforms(train: bool, input_size: int, flip: bool, scale_size: int | None = None, *,

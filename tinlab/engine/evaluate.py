@@ -231,7 +231,7 @@ def evaluate(cfg: Config, checkpoint: str | Path, out: str | Path, batch_size: i
     """
     out, digest = Path(out), config_hash(cfg)
     device = resolve_device(cfg.run.device)
-    seed_everything(cfg.run.seed, cfg.run.deterministic and device.type == "cpu")
+    seed_everything(cfg.run.seed, cfg.run.deterministic, device.type == "cuda")
     set_threads(cfg.run.threads)
     model = build_model(cfg)
     origin = _load(model, checkpoint, digest if check_hash else None)

@@ -41,7 +41,7 @@ class Trainer:
         cuda = self.device.type == "cuda"
         self.amp = amp_dtype(self.device, cfg.run.amp)  # bfloat16 / float16 on a GPU (runtime.amp_dtype), else None
         set_threads(cfg.run.threads)
-        seed_everything(cfg.run.seed, cfg.run.deterministic and not cuda)
+        seed_everything(cfg.run.seed, cfg.run.deterministic, cuda)
         self._build_loaders()
         self.model = build_model(cfg).to(self.device)
         if cfg.run.channels_last and cuda:
@@ -218,7 +218,10 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        # else: a checkpoint from bf16 (or CPU) training has no scale to restore; an fp16 GPU starts its
+        # scaler fresh (an enabled GradScaler refuses the empty state a disabled one saved)
         self.train_loader.generator.set_state(state["loader_generator"])
         rng = state["rng"]
         set_rng_state(rng[self.dist.rank] if self.dist.rank < len(rng) else rng[0])

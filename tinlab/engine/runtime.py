@@ -100,14 +100,19 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed python, numpy and torch; deterministic kernels where torch has them (warn elsewhere)."""
+def seed_everything(seed: int, deterministic: bool = True, cuda: bool = False) -> None:
+    """Seed python, numpy and torch. ``deterministic`` (``run.deterministic``): deterministic kernels where
+    torch has them (a warning names the others), on a GPU too: cuDNN's deterministic algorithms, no
+    autotuning, and cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, unless set). Otherwise, on a
+    GPU, cuDNN autotunes its convolutions for the fixed shapes of training (``cudnn.benchmark``)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = cuda and not deterministic
+    if deterministic and cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def rng_state() -> dict[str, Any]:
