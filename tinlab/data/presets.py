@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .synthetic import APPEARANCE_CLASSES, MOTION_CLASSES
+from .synthetic import APPEARANCE_CLASSES, DATASETS as SYNTHETIC, MOTION_CLASSES
 
 __all__ = ["DATASET_PRESETS", "DatasetPreset", "get_preset"]
 
@@ -47,6 +47,9 @@ DATASET_PRESETS: dict[str, DatasetPreset] = {
     "synthetic-motion": DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", False, len(MOTION_CLASSES)),
     "synthetic-appearance": DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", True,
                                           len(APPEARANCE_CLASSES)),
+    # The temporal probes (tinlab.data.synthetic.PROBES): no flip (it would be harmless, but nothing needs it).
+    **{name: DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", False, len(spec.classes))
+       for name, spec in SYNTHETIC.items() if name.startswith("probe-")},
 }
 
 

@@ -10,6 +10,11 @@ without temporal interaction (TSN) cannot beat chance between them.
 ``synthetic-appearance`` is the temporal-insensitive analogue of UCF101/Kinetics: class = shape x
 colour of the main object, the motion is random and the same distribution for every class.
 
+The **probes** (``probe-*``) each isolate one temporal ability; their videos have exactly as many frames
+as the model samples (``min_frames = max_frames = T``), so "frame" below is a sampled frame. In every
+probe a model that looks at frames one at a time (TSN) sees the same distribution of frames in every
+class, so it is at chance; what it must compute is said per probe (:data:`PROBES`).
+
 Layout written under ``root`` (see :func:`generate`)::
 
     frames/<video_id>/00001.jpg ...   1-indexed, "{:05d}.jpg" (format "frames", the default)
@@ -103,6 +108,18 @@ class SyntheticParams:
         if not 2 <= self.min_frames <= self.max_frames:
             raise InvalidParamsError(f"need 2 <= min_frames <= max_frames, "
                                      f"got {self.min_frames}, {self.max_frames}")
+        if self.name.startswith("probe-"):
+            n = self.min_frames
+            if self.max_frames != n:
+                raise InvalidParamsError(f"{self.name}: min_frames = max_frames = the frames a model samples "
+                                         f"(each sampled frame one rendered frame), got {self.min_frames}, "
+                                         f"{self.max_frames}")
+            gap = int(self.name.rsplit("-", 1)[1]) if self.name.startswith("probe-order-") else 0
+            if gap and n <= gap:
+                raise InvalidParamsError(f"{self.name}: {n} frames cannot hold two events {gap} frames apart")
+            if self.name == "probe-counting" and not (n % 2 == 0 and max(COUNT_CHANGES) < n <= 16):
+                raise InvalidParamsError(f"probe-counting: frames must be even, in [8, 16] ({max(COUNT_CHANGES)} "
+                                         f"changes and half the frames of each colour), got {n}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -264,6 +281,106 @@ def _appearance_objects(label: int, rng: np.random.Generator, n: int, size: int)
                     _colour(rng, hue, jitter=0.04), np.ones(n, np.float32))]
 
 
+# ----------------------------------------------------------------------------------------------------
+# Probes: one temporal ability each.
+
+SPEEDS = (1, 2, 3, 4)  # displacement per frame, in twentieths of the frame width
+COUNT_CHANGES = (1, 3, 5, 7)  # colour changes over the clip
+ORDER_GAPS = (1, 2, 4, 6)  # frames between the two events of probe-order-<g>
+
+PROBES: dict[str, str] = {
+    "direction": "synthetic-motion: which way a motion runs (time-reversed twins, 12 classes, chance 1/12, "
+                 "1/2 between twins): the order of frames, anywhere in the clip",
+    "speed": "probe-speed: how far an object moves between consecutive frames (4 speeds, random direction, "
+             "wrapping around the frame so that every frame's position is uniform: chance 1/4): two adjacent "
+             "frames compared",
+    **{f"order-{g}": f"probe-order-{g}: whether the circle or the square flashes first, the flashes {g} "
+                     f"frame{'s' * (g > 1)} apart (time-reversed twins: the same frames in either order, chance "
+                     f"1/2): two frames {g} apart related" for g in ORDER_GAPS},
+    "counting": "probe-counting: how many times the object changes colour (1, 3, 5 or 7 times over 8 frames, "
+                "always 4 frames of each colour, the first colour random: chance 1/4): adjacent frames compared, "
+                "and the changes summed over the clip",
+    "appearance": "synthetic-appearance: what the object looks like (12 classes, chance 1/12): no temporal "
+                  "ability needed (the control)",
+}
+
+
+def _toroidal(canvas: np.ndarray, obj: _Object, size: int) -> None:
+    """Composite ``obj`` on a torus: every copy shifted by a multiple of the frame size that can show."""
+    for dx in (-size, 0, size):
+        for dy in (-size, 0, size):
+            _composite(canvas, _Object(obj.shape, obj.cx + dx, obj.cy + dy, obj.r, obj.theta, obj.colour, obj.alpha))
+
+
+def speed_positions(label: int, rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (x, y) per frame of probe-speed's object: a uniform start on the torus [0, size)^2, then
+    SPEEDS[label] * size / 20 pixels per frame in a uniformly random direction, wrapped."""
+    step = SPEEDS[label] * size / 20
+    angle = rng.uniform(0, 2 * np.pi)
+    t = np.arange(n, dtype=np.float64)
+    cx = np.mod(rng.uniform(0, size) + step * np.cos(angle) * t, size).astype(np.float32)
+    cy = np.mod(rng.uniform(0, size) + step * np.sin(angle) * t, size).astype(np.float32)
+    return cx, cy
+
+
+def _speed_frames(label: int, rng: np.random.Generator, n: int, size: int, canvas: np.ndarray) -> None:
+    """An object crossing the frame at speed SPEEDS[label] in a uniformly random direction, wrapping
+    around: the start is uniform on the torus, so the position in any one frame is uniform whatever the
+    speed (a single frame says nothing about the class)."""
+    cx, cy = speed_positions(label, rng, n, size)
+    r = size * rng.uniform(0.08, 0.11)
+    _toroidal(canvas, _Object(str(rng.choice(SHAPES)), cx, cy, _const(n, r), _const(n, rng.uniform(0, 2 * np.pi)),
+                              _colour(rng), np.ones(n, np.float32)), size)
+
+
+def _order_frames(gap: int, rng: np.random.Generator, n: int, size: int, canvas: np.ndarray) -> None:
+    """Class 0 (``circle_then_square``): a circle and a square at random places; the circle flashes (white,
+    swollen) in one frame a, the square in frame a + gap, a uniform in [0, n - 1 - gap]. Class 1 is class
+    0's frames reversed (render_video), so the two classes hold the same frames."""
+    r = size * rng.uniform(0.1, 0.13)
+    a = int(rng.integers(0, n - gap))
+    flash_a, flash_b = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    flash_a[a], flash_b[a + gap] = 1.0, 1.0
+    left, right = rng.permutation([0.28, 0.72]) * size
+    for shape, x, flash in (("circle", left, flash_a), ("square", right, flash_b)):
+        colour = _colour(rng)
+        shown = colour + flash[:, None] * (0.97 - colour)
+        _composite(canvas, _Object(shape, _const(n, x), _const(n, rng.uniform(r, size - r)), r * (1 + 0.35 * flash),
+                                   _const(n, rng.uniform(0, 2 * np.pi)), shown, np.ones(n, np.float32)))
+
+
+@__import__("functools").lru_cache(maxsize=None)
+def change_sequences(n: int, changes: int) -> tuple[tuple[int, ...], ...]:
+    """Every 0/1 sequence of length n that starts with 0, has exactly ``changes`` changes and n/2 of each
+    value (n even): the colour patterns of one class of probe-counting."""
+    out = []
+    for code in range(2 ** (n - 1)):
+        seq = (0,) + tuple((code >> i) & 1 for i in range(n - 1))
+        if sum(seq) == n // 2 and sum(a != b for a, b in zip(seq, seq[1:])) == changes:
+            out.append(seq)
+    return tuple(out)
+
+
+def counting_pattern(label: int, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Which of the two colours each frame of a probe-counting clip shows (0/1, length n): one of the
+    patterns with COUNT_CHANGES[label] changes, uniformly, its colours swapped with probability 1/2."""
+    patterns = change_sequences(n, COUNT_CHANGES[label])
+    return np.array(patterns[int(rng.integers(len(patterns)))]) ^ int(rng.integers(2))
+
+
+def _counting_frames(label: int, rng: np.random.Generator, n: int, size: int, canvas: np.ndarray) -> None:
+    """An object whose colour changes COUNT_CHANGES[label] times: a pattern drawn uniformly among those with
+    that many changes and n/2 frames of each colour, the first colour random (so every frame is either
+    colour with probability 1/2 in every class, and every clip holds n/2 frames of each)."""
+    pattern = counting_pattern(label, rng, n)
+    hue = rng.uniform()
+    colours = np.stack([_colour(rng, hue, 0.02), _colour(rng, (hue + 0.5) % 1.0, 0.02)])
+    r = size * rng.uniform(0.12, 0.16)
+    x, y = rng.uniform(r, size - r, 2)
+    _composite(canvas, _Object(str(rng.choice(SHAPES)), _const(n, x), _const(n, y), _const(n, r),
+                               _const(n, rng.uniform(0, 2 * np.pi)), colours[pattern], np.ones(n, np.float32)))
+
+
 def render_video(name: str, label: int, rng: np.random.Generator, num_frames: int, size: int) -> np.ndarray:
     """Render one clip of class ``label`` as uint8 frames (T, size, size, 3).
 
@@ -280,7 +397,16 @@ def render_video(name: str, label: int, rng: np.random.Generator, num_frames: in
     if not 0 <= label < len(spec.classes):
         raise ValueError(f"label {label} outside [0, {len(spec.classes)}) for {name}")
     canvas = np.repeat(_background(rng, size)[None], num_frames, axis=0)
-    if spec.twins[label] is not None:
+    objects = []
+    if name == "probe-speed":
+        _speed_frames(label, rng, num_frames, size, canvas)
+    elif name.startswith("probe-order-"):
+        _order_frames(int(name.rsplit("-", 1)[1]), rng, num_frames, size, canvas)
+    elif name == "probe-counting":
+        _counting_frames(label, rng, num_frames, size, canvas)
+    if name.startswith("probe-"):
+        objects.append(_distractor(rng, num_frames, size))  # a reversible random walk, as in synthetic-motion
+    elif spec.twins[label] is not None:
         objects = _motion_objects(label // 2, rng, num_frames, size)
         objects.append(_distractor(rng, num_frames, size))
     else:
@@ -304,7 +430,11 @@ class _Spec:
 DATASETS: dict[str, _Spec] = {
     "synthetic-motion": _Spec(MOTION_CLASSES, tuple(i ^ 1 for i in range(len(MOTION_CLASSES))), 0),
     "synthetic-appearance": _Spec(APPEARANCE_CLASSES, (None,) * len(APPEARANCE_CLASSES), 1),
+    "probe-speed": _Spec(tuple(f"speed_{v}" for v in SPEEDS), (None,) * len(SPEEDS), 2),
+    **{f"probe-order-{g}": _Spec(("circle_then_square", "square_then_circle"), (1, 0), 10 + g) for g in ORDER_GAPS},
+    "probe-counting": _Spec(tuple(f"{k}_changes" for k in COUNT_CHANGES), (None,) * len(COUNT_CHANGES), 3),
 }
+PROBE_DATASETS = {probe: (text.split(":", 1)[0]) for probe, text in PROBES.items()}  # probe -> dataset name
 
 
 # ----------------------------------------------------------------------------------------------------
