@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake
 # The CPU build of torch; GPU users: `make TORCH_SPEC=torch ...` or install torch first (README).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup main all equivalence complexity test test-compile test-slurm gpu-check bench-compare ratios clean-venv
+.PHONY: setup main probes all equivalence complexity test test-compile test-slurm gpu-check bench-compare ratios clean-venv
 
 # setup.py builds the fused TIN kernel (tinlab/ops/csrc/interlace.c) into the install: rebuild when it changes.
 $(VENV)/.installed: pyproject.toml setup.py tinlab/ops/csrc/interlace.c
@@ -25,6 +25,10 @@ setup: $(VENV)/.installed
 # after an interruption, it redoes the interrupted jobs (a training resumes from its last epoch).
 main: $(VENV)/.installed
 	$(SNAKEMAKE) --cores all --rerun-incomplete results/table1.csv
+
+# The capability table of the temporal probes (docs/probes.md): results/probes.csv and its heat map.
+probes: $(VENV)/.installed
+	$(SNAKEMAKE) --cores all --rerun-incomplete results/probes.csv results/plots/probes.png
 
 # Every table, plot and results/README.md of the default experiment.
 all: $(VENV)/.installed

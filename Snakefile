@@ -43,4 +43,5 @@ rule all:
         rules.latency.output,
         rules.plots.output,
         "results/README.md",
+        ["results/probes.csv", "results/plots/probes.png"] if PROBES else [],
     default_target: True

@@ -110,7 +110,7 @@ def _label(table: str, record: pd.Series) -> str:
 def _pairs(table: str, frame: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
     """(row, reference row) pairs of one table."""
     pairs = []
-    if table in ("table1", "table2"):
+    if table in ("table1", "table2", "probes"):
         for _, group in frame.groupby(["dataset", "frames"], sort=False):
             by_model = {r["model"]: r for _, r in group.iterrows()}
             for ref in ("tsn", "tsm"):

@@ -11,6 +11,7 @@ of them (:func:`model_style`, by registry order).
   per number of frames (the TIN paper's Figure 5), from ``tinlab evaluate``'s offsets CSVs.
 * ``training_curves.png``: training loss and val top-1 per epoch of every run.
 * ``latency.png``: inference and training-step latency per model, with the interquartile range.
+* ``probes.png``: the capability map of the temporal probes (gain over TSN per model and probe, verdicts).
 """
 from __future__ import annotations
 
@@ -272,6 +273,44 @@ def latency(frame: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
+def probes(table: pd.DataFrame, path: Path) -> Path:
+    """The capability map: rows models, columns probes, each cell the model's top-1 gain over TSN on that
+    probe (points; colour centred on 0), marked with its verdict: "+" better than TSN, "−" worse, no mark
+    when not distinguishable (or no verdict). The probes' chance levels and the seeds are in the caption."""
+    import numpy as np
+
+    plt, _ = _pyplot()
+    probes_ = list(dict.fromkeys(table.probe))
+    models = [m for m in _ordered(table.model) if m != "tsn"]
+    gain = table.pivot_table(index="model", columns="probe", values="gain_over_tsn", aggfunc="first")
+    gain = gain.reindex(index=models, columns=probes_)
+    verdict = table.set_index(["model", "probe"]).verdict_vs_tsn
+    top1 = table.set_index(["model", "probe"]).val_top1
+    limit = max(float(np.nanmax(np.abs(gain.to_numpy()))) if gain.notna().any().any() else 1.0, 1.0)
+    fig, ax = plt.subplots(figsize=(1.1 * len(probes_) + 2.2, 0.55 * len(models) + 1.9))
+    image = ax.imshow(gain.to_numpy(dtype=float), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for i, m in enumerate(models):
+        for j, p in enumerate(probes_):
+            value = gain.loc[m, p]
+            if pd.isna(value):
+                ax.text(j, i, "n/a", ha="center", va="center", fontsize=7, color="0.4")
+                continue
+            mark = {"better": " +", "worse": " −"}.get(str(verdict.get((m, p), "")), "")
+            ax.text(j, i, f"{value:+.0f}{mark}\n({top1.get((m, p), float('nan')):.0f}%)", ha="center", va="center",
+                    fontsize=7, color="white" if abs(value) > 0.6 * limit else "black")
+    chance = table.drop_duplicates("probe").set_index("probe").chance
+    ax.set_xticks(range(len(probes_)), [f"{p}\n(chance {chance[p]:.0f}%)" for p in probes_], fontsize=7)
+    ax.set_yticks(range(len(models)), models, fontsize=8)
+    ax.grid(False)
+    seeds = int(table.seeds.astype(str).str.split().str.len().max()) if "seeds" in table else 1
+    fig.colorbar(image, ax=ax, label="top-1 gain over TSN (points)", shrink=0.8)
+    ax.set_title(f"What each module can see: gain over TSN, with the model's own top-1 in brackets\n"
+                 f"+ / −: better / worse than TSN (Holm-adjusted over the probe's comparisons, {seeds} "
+                 f"seed{'s' * (seeds > 1)}); no mark: not distinguishable", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--table1")
@@ -280,6 +319,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offsets", nargs="*", default=[], metavar="T=CSV",
                         help="offsets CSVs of TIN runs, e.g. 8=runs/tin_T8/metrics.offsets.csv")
     parser.add_argument("--summaries", nargs="*", default=[], help="train_summary.json files")
+    parser.add_argument("--probes", help="the capability table (tinlab table --table probes): probes.png")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -297,6 +337,8 @@ def run(args: argparse.Namespace) -> int:
         written.append(training_curves([Path(s) for s in args.summaries], out / "training_curves.png"))
     if args.latency:
         written.append(latency(pd.read_csv(args.latency), out / "latency.png"))
+    if args.probes:
+        written.append(probes(pd.read_csv(args.probes), out / "probes.png"))
     for p in written:
         print(f"-> {p}")
     return 0

@@ -36,7 +36,7 @@ from ..models import options_key
 from ..registry import list_models
 from ..utils.io import read_text
 
-TABLES = ("table1", "table2", "table5", "published")
+TABLES = ("table1", "table2", "table5", "published", "probes")
 # Published top-1 (%, one clip, centre crop) of the released checkpoints: (model, dataset, frames) -> (top-1,
 # source): from the papers and the official repositories' READMEs.
 PUBLISHED_TOP1 = {
@@ -221,10 +221,52 @@ def build_table(kind: str, rows: pd.DataFrame, latency: pd.DataFrame | None = No
         cols = ["groups", "reverse", "boundary", "frames", "val_top1", "val_top1_std", "val_top5", "pair_accuracy",
                 "seeds", "val_top1_per_seed", "diverged", "params", "gflops", "dataset", "train_code_version",
                 "metrics_file"]
+    elif kind == "probes":
+        return probes_table(rows)
     else:
         raise ValueError(f"unknown table {kind!r}; one of {TABLES}")
     out = add_intervals(out)
     return out[[c for c in _with_intervals(cols) if c in out]].reset_index(drop=True)
+
+
+PROBE_COLUMNS = ["probe", "model", "frames", "val_top1", "val_top1_lo", "val_top1_hi", "chance", "gain_over_tsn",
+                 "gain_over_tsn_lo", "gain_over_tsn_hi", "verdict_vs_tsn", "gain_over_tsm", "gain_over_tsm_lo",
+                 "gain_over_tsm_hi", "verdict_vs_tsm", "order_reach", "val_top1_std", "seeds", "val_top1_per_seed",
+                 "pair_accuracy", "diverged", "dataset", "epochs", "train_code_version", "metrics_file"]
+
+
+def probes_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The capability table: one row per model and probe (:data:`tinlab.data.synthetic.PROBES`), top-1 over
+    seeds with its two-level interval, chance, and each model against TSN (the no-temporal control) and
+    against TSM, from :func:`tinlab.report.compare.compare_table` (Holm's family: one probe's comparisons).
+    ``order_reach``: the largest gap g of the order probes at which the model is "better" than TSN (0 if
+    none; empty when the table has no order probe): how far apart two frames can be for it to relate them."""
+    from ..data.synthetic import DATASETS, PROBE_DATASETS
+    from .compare import compare_table
+
+    probe_of = {dataset: probe for probe, dataset in PROBE_DATASETS.items()}
+    unknown = sorted(set(rows.dataset) - set(probe_of))
+    if unknown:
+        raise DataError(f"probes: runs on {unknown}, which are no probe's dataset ({sorted(probe_of.values())})")
+    table = add_intervals(_order(_over_seeds(rows)))
+    verdicts = pd.concat([compare_table("probes", group) for _, group in table.groupby("dataset", sort=False)],
+                         ignore_index=True)
+    for ref in ("tsn", "tsm"):
+        mine = verdicts[verdicts.reference == ref].set_index(["dataset", "model"])
+        for column, source in ((f"gain_over_{ref}", "diff_top1"), (f"gain_over_{ref}_lo", "diff_top1_lo"),
+                               (f"gain_over_{ref}_hi", "diff_top1_hi"), (f"verdict_vs_{ref}", "verdict")):
+            table[column] = [mine[source].get((d, m)) if (d, m) in mine.index else None
+                             for d, m in zip(table.dataset, table.model)]
+    table["probe"] = table.dataset.map(probe_of)
+    table["chance"] = [100 / len(DATASETS[d].classes) if d in DATASETS else None for d in table.dataset]
+    order = [p for p in PROBE_DATASETS if p in set(table.probe)]
+    table = table.assign(_p=table.probe.map(order.index)).sort_values(["_p", "frames"], kind="stable").drop(columns="_p")
+    gaps = {p: int(p.split("-")[1]) for p in order if p.startswith("order-")}
+    if gaps:
+        reach = {m: max([gaps[p] for p, v in zip(g.probe, g.verdict_vs_tsn) if p in gaps and v == "better"],
+                        default=0) for m, g in table.groupby("model")}
+        table["order_reach"] = table.model.map(reach)
+    return table[[c for c in PROBE_COLUMNS if c in table]].reset_index(drop=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

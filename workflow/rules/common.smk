@@ -57,6 +57,15 @@ def _check_config():
             read_yaml(path)
         except ConfigError as e:
             raise WorkflowError(f"config: {e}") from None
+    if "probes" in config:
+        from tinlab.data.synthetic import PROBE_DATASETS
+
+        for probe in config["probes"]["probes"]:
+            if PROBE_DATASETS[probe] not in DATASETS:
+                raise WorkflowError(f"config: probes.probes has {probe!r}, whose dataset {PROBE_DATASETS[probe]!r} is "
+                                    f"not under 'datasets' (docs/probes.md)")
+        for name in set(config["probes"].get("models", [])) - set(list_models()):
+            raise WorkflowError(f"config: probes.models: no model {name!r} (registered: {list_models()}; {PLUGIN_HINT})")
     for table in ("table1", "table5", "published"):
         if table in config and config[table]["dataset"] not in DATASETS:
             raise WorkflowError(f"config: {table}.dataset = {config[table]['dataset']!r} is not under 'datasets' "
@@ -140,6 +149,12 @@ def table_variants(table):
     if table == "table2":
         return dict(_variant(m, spec["frames"], d, seed=s) for d in spec["datasets"] for m in spec["models"]
                     for s in seeds)
+    if table == "probes":  # every listed model on every probe's dataset (direction, appearance: Table 1/2's runs)
+        from tinlab.data.synthetic import PROBE_DATASETS
+
+        models = spec.get("models", config["table1"]["models"])
+        return dict(_variant(m, spec["frames"], PROBE_DATASETS[p], seed=s) for p in spec["probes"] for m in models
+                    for s in seeds)
     first, *others = spec["boundary"]
     common = spec.get("options", {})
     grid = [dict(common, groups=g, reverse=r, boundary=first) for g in spec["groups"] for r in spec["reverse"]]
@@ -148,6 +163,9 @@ def table_variants(table):
 
 
 VARIANTS = {name: spec for table in TABLES for name, spec in table_variants(table).items()}
+PROBES = "probes" in config  # the capability table (results/probes.csv), optional
+if PROBES:
+    VARIANTS.update(table_variants("probes"))
 # Published checkpoints, evaluated without training (docs/library.md: "Check your setup with the published checkpoints").
 PUBLISHED = config.get("published")
 if PUBLISHED:

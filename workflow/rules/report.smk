@@ -25,6 +25,27 @@ for _table in TABLES[1:]:  # table2, table5 where the profile asks for them
         shell: "python -m tinlab table --table {params.table} --metrics {input} --out {output} > {log} 2>&1"
 
 
+if PROBES:
+
+    rule probes:
+        localrule: True
+        input:
+            metrics=metrics_of("probes"),
+            predictions=[m.replace("metrics.json", "metrics.predictions.csv") for m in metrics_of("probes")],
+        output: "results/probes.csv"
+        log: "logs/probes.log"
+        conda: CONDA_ENV
+        shell: "python -m tinlab table --table probes --metrics {input.metrics} --out {output} > {log} 2>&1"
+
+    rule probes_plot:
+        localrule: True
+        input: "results/probes.csv"
+        output: [f"results/plots/probes.{ext}" for ext in ("png", "pdf", "svg")]
+        log: "logs/probes_plot.log"
+        conda: CONDA_ENV
+        shell: "python -m tinlab plots --out-dir results/plots --probes {input} > {log} 2>&1"
+
+
 rule comparisons:
     localrule: True
     input:
