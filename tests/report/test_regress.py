@@ -177,3 +177,17 @@ def test_fresh_rows_the_reference_lacks_are_listed_as_new_not_failed(tmp_path, c
     assert run(tmp_path, extra) == 0
     out = capsys.readouterr().out
     assert "new rows, not in the reference (not compared): table1: model=tadav2" in out and "nothing moved" in out
+
+
+def test_the_capability_table_is_covered(tmp_path, capsys):
+    """probes.csv rows match on probe and model: a probe's top-1 that fell beyond the tolerance fails."""
+    probes = pd.DataFrame({"probe": ["speed", "order-2"], "model": ["tsm", "tsm"], "frames": [8, 8],
+                           "dataset": ["probe-speed", "probe-order-2"], "seeds": ["0 1 2"] * 2,
+                           "val_top1": [80.0, 90.0]})
+    for folder, table in (("reference", probes), ("fresh", probes.assign(val_top1=[80.5, 70.0]))):
+        write(tmp_path / folder)
+        table.to_csv(tmp_path / folder / "probes.csv", index=False)
+    assert main(["regress", "--results", str(tmp_path / "fresh"), "--reference", str(tmp_path / "reference"),
+                 "--require", "probes"]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "order-2" in out and out.count("REGRESSION") == 1

@@ -1,7 +1,7 @@
 """Accuracy and cost regression check: ``python -m tinlab regress --results results --reference
 results/reference [--require table1 ...]``.
 
-For every table both folders have (``table1/2/5.csv``, ``complexity.csv``), rows are matched on
+For every table both folders have (``table1/2/5.csv``, ``probes.csv``, ``complexity.csv``), rows are matched on
 their keys and compared:
 
 * ``params``: exactly; ``gflops``: to the 6 significant digits the CSVs keep (a change in either
@@ -44,6 +44,7 @@ KEYS = {  # "seeds": a mean over other seeds is another quantity, not matched
     "table2": ["dataset", "model", "frames", "seeds"],
     "table5": ["groups", "reverse", "boundary", "frames", "dataset", "seeds"],  # a mean over other seeds: no match
     "complexity": ["model", "backbone", "frames", "num_classes", "input_size"],
+    "probes": ["probe", "model", "frames", "dataset", "seeds"],  # the capability table: top-1 per probe
 }
 EXACT = ["params"]
 SIGNIFICANT = ["gflops"]
