@@ -47,8 +47,9 @@ DATASET_PRESETS: dict[str, DatasetPreset] = {
     "synthetic-motion": DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", False, len(MOTION_CLASSES)),
     "synthetic-appearance": DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", True,
                                           len(APPEARANCE_CLASSES)),
-    # The temporal probes (tinlab.data.synthetic.PROBES): no flip (it would be harmless, but nothing needs it).
-    **{name: DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", False, len(spec.classes))
+    # The temporal probes (tinlab.data.synthetic.PROBES): a flip keeps every label (random directions and
+    # sides), so it is on, as wherever it is harmless.
+    **{name: DatasetPreset("{:05d}.jpg", "train.txt", "val.txt", True, len(spec.classes))
        for name, spec in SYNTHETIC.items() if name.startswith("probe-")},
 }
 
