@@ -13,6 +13,15 @@ def row_and_elements(per_row, BLOCK: tl.constexpr):
     return pid // blocks, (pid % blocks) * BLOCK + tl.arange(0, BLOCK)
 
 @triton.jit
+def chain_elements(R, CG, L, sgc, sgl, sxc, sxl, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+    """A backward program's chain (video n, row r) and its block of elements: the mask and the element
+    offsets in the gradient (strides sgc, sgl) and in x (sxc, sxl)."""
+    chain, e = row_and_elements(CG * L, BLOCK)
+    mask = e < CG * L
+    return (chain // R, chain % R, mask, element_offsets(e, CG, L, sgc, sgl, CHANNELS_INNER),
+            element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER))
+
+@triton.jit
 def tin_offset(z_ptr, n, r, G, scale, REVERSE: tl.constexpr):
     """TIN's offset of row r of video n from OffsetNet's z (N, G), in fp32: its floor f (int32), the
     fraction lam = o - f and do/dz. Forward and backward both call this, so they always agree on f."""
@@ -102,12 +111,7 @@ def backward_x(gy, gx, s0_ptr, s1_ptr, a0_ptr, a1_ptr, T, R, GI, CG, L,
                sgn, sgt, sgr, sgc, sgl, sxn, sxt, sxr, sxc, sxl,
                CHANNELS_INNER: tl.constexpr, T_PAD: tl.constexpr, BLOCK: tl.constexpr):
     """gx[n, s, r] = sum over t of a0[n,t,r] [src0 = s] gy[n,t,r] + a1[n,t,r] [src1 = s] gy[n,t,r]."""
-    chain, e = row_and_elements(CG * L, BLOCK)  # chain (n, r)
-    r = chain % R
-    n = chain // R
-    mask = e < CG * L
-    eg = element_offsets(e, CG, L, sgc, sgl, CHANNELS_INNER)
-    ex = element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER)
+    n, r, mask, eg, ex = chain_elements(R, CG, L, sgc, sgl, sxc, sxl, CHANNELS_INNER, BLOCK)
     frames = tl.arange(0, T_PAD)
     if r < GI:
         acc = tl.zeros((T_PAD, BLOCK), dtype=tl.float32)
@@ -178,12 +182,7 @@ def tin_backward_x(gy, gx, z_ptr, v_ptr, T, R, G, GI, CG, L, scale,
     """The data gradient of TIN's interlacing as a gather, O(T) per element: the offset of a (video, row) is
     one number, so frame s receives tap 0 of output frame s + f and tap 1 of s + f + 1 (with clamping,
     the end frames also receive the taps clamped onto them). Coefficients recomputed in fp32 from z, v."""
-    chain, e = row_and_elements(CG * L, BLOCK)  # chain (n, r)
-    r = chain % R
-    n = chain // R
-    mask = e < CG * L
-    eg = element_offsets(e, CG, L, sgc, sgl, CHANNELS_INNER)
-    ex = element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER)
+    n, r, mask, eg, ex = chain_elements(R, CG, L, sgc, sgl, sxc, sxl, CHANNELS_INNER, BLOCK)
     g_base = gy + n * sgn + r * sgr + eg
     x_base = gx + n * sxn + r * sxr + ex
     if r < GI:
