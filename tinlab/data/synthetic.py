@@ -294,7 +294,7 @@ PROBES: dict[str, str] = {
     "speed": "probe-speed: how far an object moves between consecutive frames (4 speeds, random direction, "
              "wrapping around the frame so that every frame's position is uniform: chance 1/4): two adjacent "
              "frames compared",
-    **{f"order-{g}": f"probe-order-{g}: whether the circle or the square flashes first, the flashes {g} "
+    **{f"order-{g}": f"probe-order-{g}: whether the red circle or the blue square flashes first, the flashes {g} "
                      f"frame{'s' * (g > 1)} apart (time-reversed twins: the same frames in either order, chance "
                      f"1/2): two frames {g} apart related" for g in ORDER_GAPS},
     "counting": "probe-counting: how many times the object changes colour (1, 3, 5 or 7 times over 8 frames, "
@@ -334,17 +334,19 @@ def _speed_frames(label: int, rng: np.random.Generator, n: int, size: int, canva
 
 
 def _order_frames(gap: int, rng: np.random.Generator, n: int, size: int, canvas: np.ndarray) -> None:
-    """Class 0 (``circle_then_square``): a circle and a square at random places; the circle flashes (white,
-    swollen) in one frame a, the square in frame a + gap, a uniform in [0, n - 1 - gap]. Class 1 is class
+    """Class 0 (``circle_then_square``): a red circle and a blue square on random sides; the circle flashes
+    (swollen, paler) in one frame a, the square in frame a + gap, a uniform in [0, n - 1 - gap]. Class 1 is class
     0's frames reversed (render_video), so the two classes hold the same frames."""
     r = size * rng.uniform(0.1, 0.13)
     a = int(rng.integers(0, n - gap))
     flash_a, flash_b = np.zeros(n, np.float32), np.zeros(n, np.float32)
     flash_a[a], flash_b[a + gap] = 1.0, 1.0
     left, right = rng.permutation([0.28, 0.72]) * size
-    for shape, x, flash in (("circle", left, flash_a), ("square", right, flash_b)):
-        colour = _colour(rng)
-        shown = colour + flash[:, None] * (0.97 - colour)
+    # Told apart by colour as well as shape (red circle, blue square: the small networks here tell colours
+    # apart far better than shapes); a flash swells the object and pales it halfway to white.
+    for shape, x, flash, hue in (("circle", left, flash_a, COLOURS["red"]), ("square", right, flash_b, COLOURS["blue"])):
+        colour = _colour(rng, hue, jitter=0.04)
+        shown = colour + 0.5 * flash[:, None] * (0.97 - colour)
         _composite(canvas, _Object(shape, _const(n, x), _const(n, rng.uniform(r, size - r)), r * (1 + 0.35 * flash),
                                    _const(n, rng.uniform(0, 2 * np.pi)), shown, np.ones(n, np.float32)))
 
