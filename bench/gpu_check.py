@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"gpu-check: {problem}", file=sys.stderr)
         return 2
-    start, skipped, missed = time.perf_counter(), [], []
+    start, skipped, missed, ratios = time.perf_counter(), [], [], None
     args.out.mkdir(parents=True, exist_ok=True)
     prov = provenance({"device": args.device, "quick": args.quick, "compile": not args.no_compile,
                        "budget_s": args.budget_s}, args.device)
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         table = models(args.device, args.quick, args.out / "traces", compile_=not args.no_compile)
         write_csv(table, args.out / "models.csv", prov)
         print(table.to_string(index=False))
-        if cuda and not args.quick and "ratios" in locals():
+        if cuda and not args.quick and ratios is not None:
             missed += targets(ratios, table)
     if phase("training"):
         trained = training(args.device, args.quick)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import functools
 import json
 import os
 import shutil
@@ -351,7 +352,7 @@ def _order_frames(gap: int, rng: np.random.Generator, n: int, size: int, canvas:
                                    _const(n, rng.uniform(0, 2 * np.pi)), shown, np.ones(n, np.float32)))
 
 
-@__import__("functools").lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)
 def change_sequences(n: int, changes: int) -> tuple[tuple[int, ...], ...]:
     """Every 0/1 sequence of length n that starts with 0, has exactly ``changes`` changes and n/2 of each
     value (n even): the colour patterns of one class of probe-counting."""
@@ -436,7 +437,10 @@ DATASETS: dict[str, _Spec] = {
     **{f"probe-order-{g}": _Spec(("circle_then_square", "square_then_circle"), (1, 0), 10 + g) for g in ORDER_GAPS},
     "probe-counting": _Spec(tuple(f"{k}_changes" for k in COUNT_CHANGES), (None,) * len(COUNT_CHANGES), 3),
 }
-PROBE_DATASETS = {probe: (text.split(":", 1)[0]) for probe, text in PROBES.items()}  # probe -> dataset name
+# probe -> its dataset (direction and appearance are Table 1's and Table 2's data)
+PROBE_DATASETS = {"direction": "synthetic-motion", "speed": "probe-speed",
+                  **{f"order-{g}": f"probe-order-{g}" for g in ORDER_GAPS}, "counting": "probe-counting",
+                  "appearance": "synthetic-appearance"}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -163,7 +163,10 @@ def write_csv(frame: "pandas.DataFrame", path: str | Path, prov: dict[str, Any])
         return atomic_write_text(path, frame.to_csv(index=False, float_format="%.6g"))
     except BaseException:  # the table was not replaced: neither is its provenance
         try:
-            atomic_write(sidecar, lambda f: f.write(before)) if before is not None else sidecar.unlink(missing_ok=True)
+            if before is None:
+                sidecar.unlink(missing_ok=True)
+            else:
+                atomic_write(sidecar, lambda f: f.write(before))
         except OSError:
             sidecar.unlink(missing_ok=True)
         raise
