@@ -37,10 +37,11 @@ def op_count(name: str) -> int:
     return sum(count.ops.values())
 
 
-# Budgets relative to TSM-R50 (measured: TSN 179, TSM 227, TIN 339, r-TCN 899, TCN 339, TAda 514, TAdaV2 786:
-# its routing's LayerNorms and attention add ~17 small ops per block). Before TIN's coefficient arithmetic
-# moved into tinlab::tin_interlace, TIN issued 995 (4.4x TSM).
-BUDGET = {"tsn": 1.0, "tsm": 1.0, "tin": 1.7, "rtcn": 4.5, "tcn": 1.7, "tada": 2.5, "tadav2": 3.6}
+# Budgets relative to TSM-R50 (measured: TSN 179, TSM 227, TIN 243, r-TCN 803, TCN 339, TAda 514, TAdaV2 786:
+# its routing's LayerNorms and attention add ~17 small ops per block). TIN issued 995 (4.4x TSM) before its
+# coefficient arithmetic moved into tinlab::tin_interlace, 339 before its descriptor and nets became
+# tinlab::tin_nets (counted once here; it launches 2 kernels on a GPU, see CUSTOM_LAUNCHES).
+BUDGET = {"tsn": 1.0, "tsm": 1.0, "tin": 1.15, "rtcn": 4.0, "tcn": 1.7, "tada": 2.5, "tadav2": 3.6}
 
 
 def test_operator_count_budgets():
@@ -104,8 +105,10 @@ VIEWS = {"aten.detach", "aten.t", "aten.view", "aten.expand", "aten.unsqueeze", 
          "aten.reshape", "aten.flatten"}
 # tinlab's custom ops, each dispatched once, launch this many kernels on a GPU (fp32 training):
 # tin_interlace_backward: its two Triton kernels and the two sums into dL/dz, dL/dv; leading_row_mean: the
-# mean and the transposed copy.
-CUSTOM_LAUNCHES = {"tinlab.tin_interlace_backward": 4, "tinlab.leading_row_mean": 2}
+# mean and the transposed copy; tin_nets: the descriptor and the nets' kernel; tin_nets_backward: its kernel
+# and the sum of the per-video parameter gradients.
+CUSTOM_LAUNCHES = {"tinlab.tin_interlace_backward": 4, "tinlab.leading_row_mean": 2, "tinlab.tin_nets": 2,
+                   "tinlab.tin_nets_backward": 2}
 
 
 def training_step_launches(name: str, probe: bool = False) -> int:
@@ -124,14 +127,16 @@ def training_step_launches(name: str, probe: bool = False) -> int:
     return sum(CUSTOM_LAUNCHES.get(op, 1) * n for op, n in count.ops.items() if op not in VIEWS)
 
 
-def test_a_tin_training_step_launches_at_most_1_75_times_tsm():
-    """Measured: TSM 500, TIN 868 (1.74x) on a step the offset monitor does not sample, 1,092 on one it
-    samples (every 10th). Before: 1,566 against 446 by the issue's count (backward 1,221: the coefficients
-    recomputed and differentiated by autograd, ~64 launches per TIN block). What remains is OffsetNet and
-    WeightNet themselves (5 layers, ~14 launches per block with their backward); 1.5x needs them fused."""
+def test_a_tin_training_step_launches_at_most_1_5_times_tsm():
+    """Measured: TSM 500, TIN 612 (1.22x) on a step the offset monitor does not sample, 1,092 on one it samples
+    (every 10th: its hooks make the nets run as modules), 660 (1.32x) on average over ten steps. Before:
+    1,566 against 446 by the issue's count (the coefficients recomputed and differentiated by autograd, ~64
+    launches per TIN block), then 868 with the nets as five modules (~22 launches per block with their
+    backward, now 4 in tinlab::tin_nets and its backward)."""
     tsm, tin, sampled = training_step_launches("tsm"), training_step_launches("tin"), training_step_launches("tin", True)
-    assert tin <= 1.75 * tsm, (tin, tsm)
-    assert tin < sampled <= tin + 16 * 15  # the monitor's sampled step: ~14 small ops per TIN block
+    assert tin <= 1.5 * tsm, (tin, tsm)
+    assert (9 * tin + sampled) / 10 <= 1.5 * tsm, (tin, sampled, tsm)
+    assert tin < sampled <= tin + 16 * 32  # the monitor's sampled step: the nets' layers, ~30 ops per TIN block
 
 
 def test_the_offset_monitor_samples_every_tenth_step():

@@ -176,3 +176,131 @@ def test_compiled_tin_matches_eager_without_graph_break():
         op.zero_grad()
     for a, b in zip(*results):
         torch.testing.assert_close(a, b)
+
+
+# --- tinlab::tin_nets: the descriptor, OffsetNet and WeightNet as one op (CUDA and meta; tested here on CPU) ---
+
+def fused(monkeypatch) -> None:
+    """Make TIN layers take the fused nets on the CPU too (there they run tin_nets' PyTorch path)."""
+    monkeypatch.setattr(TemporalInterlace, "_fuse_nets", lambda self, rows: not any(
+        m._forward_hooks for net in (self.offset_net, self.weight_net) if net is not None for m in net.modules()))
+
+
+def randomised(op: TemporalInterlace) -> TemporalInterlace:
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in op.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
+    return op
+
+
+@pytest.mark.parametrize("attention", [True, False], ids=["attention", "no-attention"])
+@pytest.mark.parametrize("t, channels, groups, reverse", [(8, 32, 2, True), (5, 16, 1, False), (1, 8, 1, True),
+                                                         (16, 64, 4, True)])
+def test_fused_nets_compute_the_modules_function_and_gradients_in_float64(t, channels, groups, reverse, attention):
+    from tinlab.ops.tin import tin_nets
+
+    op = randomised(TemporalInterlace(channels, t, groups=groups, reverse=reverse, attention=attention).double())
+    x = torch.randn(3 * t, channels, 3, 4, dtype=torch.float64, requires_grad=True)
+    params = [p for p in op._net_parameters() if p is not None]
+    rows = op._rows(x)
+    z, v = op._nets(rows)  # the modules (CPU path)
+    gz, gv = torch.randn_like(z), (torch.randn_like(v) if v is not None else None)
+    want = torch.autograd.grad((z * gz).sum() + ((v * gv).sum() if attention else 0), [x, *params])
+    fz, fv, d = tin_nets(rows, op.num_channel_groups, *op._net_parameters())
+    assert not d.requires_grad and d.dtype == torch.float64
+    torch.testing.assert_close(fz, z, rtol=1e-12, atol=1e-12)
+    assert fv.numel() == 0 if not attention else torch.allclose(fv, v, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad((fz * gz).sum() + ((fv * gv).sum() if attention else 0), [x, *params])
+    for name, a, b in zip(["x"] + [f"param {i}" for i in range(len(params))], got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m: f"{name}: {m}")
+
+
+def test_a_tin_network_with_fused_nets_trains_as_with_the_modules(monkeypatch):
+    """A whole TIN ResNet in float64, forward and backward: every output and parameter gradient equal to
+    the modules' path within rounding; and torch.compile traces the fused op without a graph break."""
+    import tinlab
+
+    def step(model, clip):
+        model.zero_grad()
+        out = model(clip)
+        out.square().sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    torch.manual_seed(0)
+    model = tinlab.create_model("tin", backbone="resnet18", num_classes=5, num_segments=4, width_mult=0.25,
+                                small_stem=True).double().eval()  # eval: BatchNorm statistics stay put
+    clip = torch.randn(2, 4, 3, 16, 16, dtype=torch.float64)
+    want = step(model, clip)
+    fused(monkeypatch)
+    layer = next(m for m in model.modules() if isinstance(m, TemporalInterlace))
+    assert "tinlab.tin_nets" in dispatched(layer, torch.randn(8, layer.channels, 4, 4, dtype=torch.float64))
+    got = step(model, clip)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
+    for name in want[1]:
+        torch.testing.assert_close(got[1][name], want[1][name], rtol=1e-9, atol=1e-12, msg=lambda m: f"{name}: {m}")
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(clip)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    compiled = step(torch.compile(model, backend="aot_eager", fullgraph=True), clip)
+    torch.testing.assert_close(compiled[0], want[0], rtol=1e-10, atol=1e-12)
+    torch._dynamo.reset()
+
+
+def dispatched(op: TemporalInterlace, x: torch.Tensor) -> set[str]:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Seen(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            names.add(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    names: set[str] = set()
+    with Seen():
+        op(x)
+    return names
+
+
+def test_the_nets_fuse_on_the_meta_device_unless_a_hook_watches_them():
+    """Fused where a GPU runs (meta counts its launches); a forward hook on a net or one of its layers (the
+    offset monitor's sampled steps, a user's analysis) gets the modules, so it sees what it hooked."""
+    from tinlab.engine.callbacks import InterlaceProbe
+    from tinlab.models.recognizer import Recognizer  # noqa: F401  (the probe reads interlace_modules)
+
+    with torch.device("meta"):
+        op = TemporalInterlace(32, 8)
+        x = torch.empty(16, 32, 4, 4)
+    assert "tinlab.tin_nets" in dispatched(op, x) and "aten.convolution" not in dispatched(op, x)
+    handle = op.offset_net.fc1.register_forward_hook(lambda *a: None)
+    assert "tinlab.tin_nets" not in dispatched(op, x) and "aten.convolution" in dispatched(op, x)
+    handle.remove()
+    assert "tinlab.tin_nets" in dispatched(op, x)
+    cpu = TemporalInterlace(32, 8)
+    assert "tinlab.tin_nets" not in dispatched(cpu, torch.randn(16, 32, 4, 4))  # the CPU keeps the modules
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.op = op
+
+        def interlace_modules(self):
+            return [("op", self.op)]
+
+    probe = InterlaceProbe(Holder())
+    assert probe.active and "tinlab.tin_nets" not in dispatched(op, x)  # sampling: the modules, hooked
+    probe.active = False
+    assert not op.offset_net._forward_hooks and "tinlab.tin_nets" in dispatched(op, x)
+    probe.active = True
+    assert len(op.offset_net._forward_hooks) == 1 and len(op.weight_net._forward_hooks) == 1
+    probe.remove()
+
+
+def test_opcheck_of_the_nets_ops():
+    """torch.library.opcheck: schema, fake (meta) implementation, autograd registration, AOT dispatch."""
+    from tinlab.ops.tin import tin_nets
+
+    for attention in (True, False):
+        op = randomised(TemporalInterlace(16, 4, groups=2, attention=attention))
+        rows = op._rows(torch.randn(8, 16, 3, 3)).requires_grad_()
+        params = [p.detach().clone().requires_grad_() if p is not None else None for p in op._net_parameters()]
+        torch.library.opcheck(tin_nets, (rows, op.num_channel_groups, *params))

@@ -327,3 +327,49 @@ def test_the_backward_op_off_cuda_matches_the_reference_in_float64(reverse, atte
     for a, b, c in zip(got, want, trained):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(c, b, rtol=1e-12, atol=1e-12)
+
+
+# --- tinlab::tin_nets on CUDA: the descriptor kernel and the nets' forward and backward kernels ---------
+
+NETS = [(2, 8, 32, 5, 2, True, True), (3, 5, 16, 7, 1, False, True), (1, 16, 64, 3, 4, True, False),
+        (2, 1, 8, 2, 1, True, True), (1, 32, 128, 2, 2, True, True)]  # N T C HW G reverse attention
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("case_", NETS, ids=lambda c: "N{}T{}C{}HW{}G{}rev{}att{}".format(*c))
+def test_the_nets_kernels_match_float64_autograd_of_the_modules(case_, dtype, channels_last):
+    """The kernels read the rows, the parameters and the gradients from inside NaN-filled buffers (an
+    out-of-bounds read shows as a NaN); references are the modules in float64 with autograd. bf16 rows
+    (the GPU's training dtype) enter the descriptor once rounded, so the reference sees the same rounded x."""
+    from tinlab.ops.tin import TemporalInterlace
+
+    n, t, c, hw, g, reverse, attention = case_
+    gen = torch.Generator().manual_seed(t * c)
+    op = TemporalInterlace(c, t, groups=g, reverse=reverse, attention=attention).double()
+    with torch.no_grad():
+        for p in op.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
+    x = torch.randn(n * t, c, hw, hw, generator=gen).to(dtype).double().requires_grad_()
+    params = [p for p in op._net_parameters() if p is not None]
+    z, v = op._nets(op._rows(x))
+    gz = torch.randn(z.shape, generator=gen, dtype=torch.float64)
+    gv = torch.randn(v.shape, generator=gen, dtype=torch.float64) if attention else None
+    want = torch.autograd.grad((z * gz).sum() + ((v * gv).sum() if attention else 0), [x, *params])
+
+    xk = guarded(x.shape, dtype, x.detach().to(dtype))
+    rows = op._rows(xk.to(memory_format=torch.channels_last) if channels_last else xk)
+    pk = [guarded(p.shape, torch.float32, p.detach().float()) if p is not None else None for p in op._net_parameters()]
+    fz, fv, d = tk.tin_nets_forward(rows, op.num_channel_groups, pk, torch.float32)
+    small, grads = tk.tin_nets_backward(tuple(rows.shape), d, pk, guarded(gz.shape, torch.float32, gz.float()),
+                                        guarded(gv.shape, torch.float32, gv.float()) if attention else None, dtype)
+    assert small.dtype == dtype and small.shape == (*rows.shape[:4], 1)
+    got = [small.expand(rows.shape).reshape(x.shape)] + [q for q in grads if q is not None]
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2 ** -7, atol=2 ** -7 * 0.05)
+    torch.testing.assert_close(fz.double(), z, rtol=1e-5, atol=1e-5)
+    if attention:
+        torch.testing.assert_close(fv.double(), v, rtol=1e-5, atol=1e-5)
+    for name, a, b in zip(["x"] + [f"param {i}" for i in range(len(params))], got, want):
+        assert not a.isnan().any(), name
+        torch.testing.assert_close(a.double(), b, msg=lambda m: f"{name}: {m}", **(tol if name == "x" else
+                                                                                 dict(rtol=1e-5, atol=1e-5)))

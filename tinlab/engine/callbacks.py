@@ -64,17 +64,29 @@ class InterlaceProbe:
 
     def __init__(self, model: nn.Module) -> None:
         self.layers = [name for name, _ in model.interlace_modules()] if hasattr(model, "interlace_modules") else []
-        self.active, self._handles = True, []
+        self._watched = list(model.interlace_modules()) if self.layers else []
+        self._handles: list = []
         self.reset()
-        for name, m in (model.interlace_modules() if self.layers else ()):
-            self._handles.append(m.offset_net.register_forward_hook(self._hook(name, "offsets")))
-            if getattr(m, "weight_net", None) is not None:
-                self._handles.append(m.weight_net.register_forward_hook(self._hook(name, "weights")))
+        self.active = True
+
+    @property
+    def active(self) -> bool:
+        """Whether forwards are recorded. The hooks exist only while active: on CUDA a TIN layer whose nets
+        no hook watches runs them fused (``TemporalInterlace._fuse_nets``), so unsampled steps cost nothing."""
+        return bool(self._handles)
+
+    @active.setter
+    def active(self, on: bool) -> None:
+        if on and not self._handles:
+            for name, m in self._watched:
+                self._handles.append(m.offset_net.register_forward_hook(self._hook(name, "offsets")))
+                if getattr(m, "weight_net", None) is not None:
+                    self._handles.append(m.weight_net.register_forward_hook(self._hook(name, "weights")))
+        elif not on:
+            self.remove()
 
     def _hook(self, layer: str, kind: str):
         def hook(module: nn.Module, inputs: Any, output: Tensor) -> None:
-            if not self.active:
-                return
             # The nets return pre-activations; their own to_offsets / to_weights give the quantities.
             convert = module.to_offsets if kind == "offsets" else module.to_weights
             out = convert(output.detach()).double()
@@ -93,6 +105,7 @@ class InterlaceProbe:
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
+        self._handles = []
 
     def mean_abs_offsets(self, all_reduce: bool = False) -> dict[str, float]:
         """Mean |offset| per layer since :meth:`reset` (over videos and groups; summed over processes)."""

@@ -238,3 +238,154 @@ def tin_backward_coefficients(x, gy, z_ptr, v_ptr, gz_part, gv_part, T, G, GI, C
     ga1 = tl.sum(acc1, axis=0)
     tl.store(gz_part + k, (ga1 * m1 - ga0 * m0) * w * dodz)
     tl.store(gv_part + k, (ga0 * (1.0 - lam) * m0 + ga1 * lam * m1) * dwdv)
+
+
+# --- TIN's descriptor, OffsetNet and WeightNet: tinlab::tin_nets (tinlab/ops/tin.py) ----------------------
+#
+# d (N, F, T) fp32 is the spatial mean of the F = GI * Cg interlaced channels; OffsetNet is
+# c = conv_o(d) (F -> 1, k = 3, zero padding), h = fc1(c), z = fc2(relu(h)); WeightNet is v = conv_w(d)
+# (F -> G, k = 3). Parameters are read as given (conv_o (1, F, 3), fc1 (T, T), fc2 (G, T), conv_w (G, F, 3)).
+
+@triton.jit
+def tin_descriptor(x, d, T, F, CG, L, inv_l, sxn, sxt, sxr, sxc, sxl, CB: tl.constexpr, LB: tl.constexpr):
+    """d[n, f, t] = mean over the L elements of channel f (row f // Cg, channel f % Cg) of frame t of video
+    n, in fp32: one program per (n, t, block of CB channels), tiles of CB x LB elements in any layout."""
+    pid = tl.program_id(0).to(tl.int64)
+    blocks = tl.cdiv(F, CB)
+    frame = pid // blocks  # (n, t)
+    t = frame % T
+    n = frame // T
+    f = (pid % blocks) * CB + tl.arange(0, CB)
+    fmask = f < F
+    base = x + n * sxn + t * sxt + (f // CG) * sxr + (f % CG) * sxc
+    acc = tl.zeros((CB,), dtype=tl.float32)
+    for start in range(0, L, LB):
+        e = start + tl.arange(0, LB)
+        tile = tl.load(base[:, None] + e[None, :] * sxl, mask=fmask[:, None] & (e < L)[None, :], other=0.0)
+        acc += tl.sum(tile.to(tl.float32), axis=1)
+    tl.store(d + (n * F + f) * T + t, acc * inv_l, mask=fmask)
+
+@triton.jit
+def shifted_descriptor(d, n, F, T, fs, fmask, ts, K: tl.constexpr):
+    """d[n, f, t + K - 1] for a block of channels fs and every t (zero outside the clip): a k = 3 conv's
+    tap K with zero padding, as an (FB, T_PAD) tile."""
+    src = ts + (K - 1)
+    ok = fmask[:, None] & ((src >= 0) & (src < T))[None, :]
+    return tl.load(d + (n * F + fs)[:, None] * T + src[None, :], mask=ok, other=0.0)
+
+@triton.jit
+def offset_net_hidden(d, wo, bo, w1, b1, n, F, T, FB: tl.constexpr, T_PAD: tl.constexpr):
+    """OffsetNet up to its ReLU for video n: c = conv_o(d[n]) (T), h = fc1(c) (T); zero beyond T."""
+    ts = tl.arange(0, T_PAD)
+    tmask = ts < T
+    c = tl.zeros((T_PAD,), dtype=tl.float32)
+    for start in range(0, F, FB):
+        fs = start + tl.arange(0, FB)
+        fmask = fs < F
+        for k in tl.static_range(3):
+            wk = tl.load(wo + fs * 3 + k, mask=fmask, other=0.0).to(tl.float32)
+            c += tl.sum(wk[:, None] * shifted_descriptor(d, n, F, T, fs, fmask, ts, k), axis=0)
+    c = tl.where(tmask, c + tl.load(bo).to(tl.float32), 0.0)
+    w1_tile = tl.load(w1 + ts[:, None] * T + ts[None, :], mask=tmask[:, None] & tmask[None, :],
+                      other=0.0).to(tl.float32)
+    h = tl.sum(w1_tile * c[None, :], axis=1) + tl.load(b1 + ts, mask=tmask, other=0.0).to(tl.float32)
+    return c, tl.where(tmask, h, 0.0), w1_tile
+
+@triton.jit
+def tin_nets_forward(d, wo, bo, w1, b1, w2, b2, ww, bw, z, v, F, T, G,
+                     WEIGHTS: tl.constexpr, FB: tl.constexpr, T_PAD: tl.constexpr, G_PAD: tl.constexpr):
+    """OffsetNet's z[n] (G) and WeightNet's v[n] (G, T) from the descriptor, one program per video n
+    (fp32 arithmetic; the nets are a few thousand multiply-adds per video)."""
+    n = tl.program_id(0).to(tl.int64)
+    ts = tl.arange(0, T_PAD)
+    gs = tl.arange(0, G_PAD)
+    tmask = ts < T
+    gmask = gs < G
+    _, h, _ = offset_net_hidden(d, wo, bo, w1, b1, n, F, T, FB, T_PAD)
+    a = tl.maximum(h, 0.0)
+    w2_tile = tl.load(w2 + gs[:, None] * T + ts[None, :], mask=gmask[:, None] & tmask[None, :],
+                      other=0.0).to(tl.float32)
+    zn = tl.sum(w2_tile * a[None, :], axis=1) + tl.load(b2 + gs, mask=gmask, other=0.0).to(tl.float32)
+    tl.store(z + n * G + gs, zn.to(z.dtype.element_ty), mask=gmask)
+    if WEIGHTS:
+        acc = tl.zeros((G_PAD, T_PAD), dtype=tl.float32)
+        for start in range(0, F, FB):
+            fs = start + tl.arange(0, FB)
+            fmask = fs < F
+            for k in tl.static_range(3):
+                wk = tl.load(ww + (gs[:, None] * F + fs[None, :]) * 3 + k, mask=gmask[:, None] & fmask[None, :],
+                             other=0.0).to(tl.float32)  # (G_PAD, FB)
+                dk = shifted_descriptor(d, n, F, T, fs, fmask, ts, k)  # (FB, T_PAD)
+                acc += tl.sum(wk[:, :, None] * dk[None, :, :], axis=1)
+        acc += tl.load(bw + gs, mask=gmask, other=0.0).to(tl.float32)[:, None]
+        tl.store(v + (n * G + gs[:, None]) * T + ts[None, :], acc.to(v.dtype.element_ty),
+                 mask=gmask[:, None] & tmask[None, :])
+
+@triton.jit
+def shift_frames(values, ts, K: tl.constexpr):
+    """values[s + 1 - K] at every s (zero outside the clip) of a (T_PAD,) vector: what a k = 3 conv's input
+    frame s receives through tap K (the adjoint of shifted_descriptor)."""
+    pick = ts[None, :] == (ts[:, None] + 1 - K)  # (s, t)
+    return tl.sum(tl.where(pick, values[None, :], 0.0), axis=1)
+
+@triton.jit
+def shift_frames_2d(values, ts, K: tl.constexpr):
+    """shift_frames of every row of a (G_PAD, T_PAD) tile."""
+    pick = ts[None, :] == (ts[:, None] + 1 - K)
+    return tl.sum(tl.where(pick[None, :, :], values[:, None, :], 0.0), axis=2)
+
+@triton.jit
+def tin_nets_backward(d, wo, bo, w1, b1, w2, ww, gz, gv, part, small, F, T, RC, G, inv_l,
+                      O_BO, O_W1, O_B1, O_W2, O_B2, O_WW, O_BW, P,
+                      WEIGHTS: tl.constexpr, FB: tl.constexpr, T_PAD: tl.constexpr, G_PAD: tl.constexpr):
+    """One program per video n: OffsetNet's and WeightNet's backward from dL/dz (G) and dL/dv (G, T).
+    Writes this video's parameter gradients into part[n] (P values: conv_o weight at 0, then the offsets
+    O_*; summed over videos by the caller) and dL/d(rows) of the mean, d's gradient / L, into small
+    (N, T, R * Cg): channels f < F from the nets, the rows beyond the fold zero."""
+    n = tl.program_id(0).to(tl.int64)
+    ts = tl.arange(0, T_PAD)
+    gs = tl.arange(0, G_PAD)
+    tmask = ts < T
+    gmask = gs < G
+    out = part + n * P
+    c, h, w1_tile = offset_net_hidden(d, wo, bo, w1, b1, n, F, T, FB, T_PAD)
+    a = tl.maximum(h, 0.0)
+    gzn = tl.load(gz + n * G + gs, mask=gmask, other=0.0).to(tl.float32)
+    w2_tile = tl.load(w2 + gs[:, None] * T + ts[None, :], mask=gmask[:, None] & tmask[None, :],
+                      other=0.0).to(tl.float32)
+    # fc2 (z = W2 a + b2), the ReLU, fc1 (h = W1 c + b1)
+    tl.store(out + O_W2 + gs[:, None] * T + ts[None, :], gzn[:, None] * a[None, :],
+             mask=gmask[:, None] & tmask[None, :])
+    tl.store(out + O_B2 + gs, gzn, mask=gmask)
+    gh = tl.where(h > 0.0, tl.sum(w2_tile * gzn[:, None], axis=0), 0.0)
+    tl.store(out + O_W1 + ts[:, None] * T + ts[None, :], gh[:, None] * c[None, :], mask=tmask[:, None] & tmask[None, :])
+    tl.store(out + O_B1 + ts, gh, mask=tmask)
+    gc = tl.sum(w1_tile * gh[:, None], axis=0)
+    tl.store(out + O_BO, tl.sum(gc, axis=0))
+    gvn = tl.zeros((G_PAD, T_PAD), dtype=tl.float32)
+    if WEIGHTS:
+        gvn = tl.load(gv + (n * G + gs[:, None]) * T + ts[None, :], mask=gmask[:, None] & tmask[None, :],
+                      other=0.0).to(tl.float32)
+        tl.store(out + O_BW + gs, tl.sum(gvn, axis=1), mask=gmask)
+    # the convolutions: weight gradients, and the descriptor's gradient scattered back to the rows' mean
+    for start in range(0, F, FB):
+        fs = start + tl.arange(0, FB)
+        fmask = fs < F
+        gd = tl.zeros((FB, T_PAD), dtype=tl.float32)
+        for k in tl.static_range(3):
+            dk = shifted_descriptor(d, n, F, T, fs, fmask, ts, k)  # (FB, T_PAD)
+            tl.store(out + fs * 3 + k, tl.sum(gc[None, :] * dk, axis=1), mask=fmask)
+            wk = tl.load(wo + fs * 3 + k, mask=fmask, other=0.0).to(tl.float32)
+            gd += wk[:, None] * shift_frames(gc, ts, k)[None, :]
+            if WEIGHTS:
+                tl.store(out + O_WW + (gs[:, None] * F + fs[None, :]) * 3 + k,
+                         tl.sum(gvn[:, None, :] * dk[None, :, :], axis=2), mask=gmask[:, None] & fmask[None, :])
+                wwk = tl.load(ww + (gs[:, None] * F + fs[None, :]) * 3 + k, mask=gmask[:, None] & fmask[None, :],
+                              other=0.0).to(tl.float32)  # (G_PAD, FB)
+                gd += tl.sum(wwk[:, :, None] * shift_frames_2d(gvn, ts, k)[:, None, :], axis=0)
+        tl.store(small + (n * T + ts[None, :]) * RC + fs[:, None], (gd * inv_l).to(small.dtype.element_ty),
+                 mask=fmask[:, None] & tmask[None, :])
+    for start in range(F, RC, FB):  # rows beyond the fold: no gradient through the mean
+        fs = start + tl.arange(0, FB)
+        tl.store(small + (n * T + ts[None, :]) * RC + fs[:, None], tl.zeros((FB, T_PAD), dtype=tl.float32).to(
+            small.dtype.element_ty), mask=(fs < RC)[:, None] & tmask[None, :])

@@ -14,9 +14,10 @@ Applied to the input of conv1 in the residual branch of every block (see ``tinla
 
 Steps 3-6 after the nets' layers run as ONE custom op, ``tinlab::tin_interlace``
 (:mod:`tinlab.ops.interlacing`), from the nets' pre-activations: a TIN block issues about 10 dispatched
-ops in eager mode (TSM: 3), not ~50. Unlike the official code, nothing is copied to the host in the
-forward pass (no debug buffers). To read the offsets and weights, hook ``offset_net`` / ``weight_net``:
-their outputs are the pre-activations z (N, G) and v (N, G, T), and their ``to_offsets`` /
+ops in eager mode (TSM: 3), not ~50. On CUDA steps 2-4 are one op too, ``tinlab::tin_nets`` (below):
+a TIN block is then 2 ops in inference and ~9 kernel launches per training step. Unlike the official code, nothing is copied to the host in the
+forward pass (no debug buffers). To read the offsets and weights, hook ``offset_net`` / ``weight_net`` (a hooked
+net runs as its modules, on any device): their outputs are the pre-activations z (N, G) and v (N, G, T), and their ``to_offsets`` /
 ``to_weights`` give the offsets (N, G) and weights (N, T, G) before the reverse groups
 (:class:`tinlab.engine.callbacks.InterlaceProbe`). The input keeps its memory format (channels_last
 included): nothing is made contiguous.
@@ -24,11 +25,13 @@ included): nothing is made contiguous.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .interlacing import BOUNDARIES, tin_interlace
+from .interlacing import BOUNDARIES, _triton_supports, tin_interlace
 
 
 @torch.library.custom_op("tinlab::leading_row_mean", mutates_args=())
@@ -58,6 +61,127 @@ def _leading_row_mean_backward(ctx, grad):
 
 
 leading_row_mean.register_autograd(_leading_row_mean_backward, setup_context=_leading_row_mean_setup)
+
+
+# --- tinlab::tin_nets: the descriptor, OffsetNet and WeightNet of a TIN block as one op (CUDA) ----------
+#
+# On CUDA (and on the meta device, where launches are counted) a TIN block computes its descriptor and both
+# nets in two kernel launches, and their backward in one launch and one sum: as separate modules they are
+# ~22 launches per block per training step (the mean, two convolutions, two linear layers, a ReLU and
+# their backwards). The modules keep the parameters and define the function; the CPU path runs them.
+
+
+def _descriptor_dtype(rows: Tensor) -> torch.dtype:
+    """The descriptor is averaged in fp32 at least (float64 stays float64)."""
+    return torch.promote_types(rows.dtype, torch.float32)
+
+
+def _nets_reference(rows: Tensor, groups_in: int, params: list) -> tuple[Tensor, Tensor, Tensor]:
+    """The nets written with PyTorch ops (any device; the CUDA kernels are tested against it): z, v (empty
+    without WeightNet) in the parameters' dtype and the descriptor (N, F, T), fp32 at least."""
+    wo, bo, w1, b1, w2, b2, ww, bw = params
+    d = rows[:, :, :groups_in].to(_descriptor_dtype(rows)).mean(-1).flatten(2).transpose(1, 2)
+    dd = d.to(w2.dtype)
+    z = F.linear(F.relu(F.linear(F.conv1d(dd, wo, bo, padding=1).squeeze(1), w1, b1)), w2, b2)
+    v = F.conv1d(dd, ww, bw, padding=1) if ww is not None else z.new_empty(0)
+    return z, v, d.contiguous()
+
+
+@torch.library.custom_op("tinlab::tin_nets", mutates_args=())
+def tin_nets(rows: Tensor, groups_in: int, conv_o_weight: Tensor, conv_o_bias: Tensor, fc1_weight: Tensor,
+             fc1_bias: Tensor, fc2_weight: Tensor, fc2_bias: Tensor, conv_w_weight: Optional[Tensor],
+             conv_w_bias: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """OffsetNet's z (N, G) and WeightNet's v (N, G, T) (empty without it) from ``rows`` (N, T, R, Cg, L)
+    whose first ``groups_in`` rows are the fold, and the fp32 descriptor (N, F, T) they read (saved for
+    the backward, not differentiable). CUDA: two Triton launches; elsewhere :func:`_nets_reference`."""
+    params = [conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, conv_w_weight, conv_w_bias]
+    if rows.device.type == "cuda" and _triton_supports(rows):
+        from .triton_kernels import tin_nets_forward
+
+        return tin_nets_forward(rows, groups_in, params, fc2_weight.dtype)
+    z, v, d = _nets_reference(rows, groups_in, params)
+    return z, v, d
+
+
+@tin_nets.register_fake
+def _tin_nets_fake(rows, groups_in, conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias,
+                   conv_w_weight, conv_w_bias):
+    n, t, _, cg = rows.shape[:4]
+    g = fc2_weight.shape[0]
+    z = fc2_weight.new_empty(n, g)
+    v = fc2_weight.new_empty(n, g, t) if conv_w_weight is not None else fc2_weight.new_empty(0)
+    return z, v, rows.new_empty(n, groups_in * cg, t, dtype=_descriptor_dtype(rows))
+
+
+def _tin_nets_setup(ctx, inputs, output):
+    rows, groups_in, *params = inputs
+    ctx.mark_non_differentiable(output[2])
+    ctx.save_for_backward(output[2], *params)
+    ctx.rows = (tuple(rows.shape), rows.dtype)
+    ctx.weights = params[6] is not None
+
+
+def _tin_nets_backward(ctx, grad_z, grad_v, _):
+    d, *params = ctx.saved_tensors
+    shape, dtype = ctx.rows
+    small, *grads = tin_nets_backward(d, *params, grad_z, grad_v if ctx.weights else None, list(shape), dtype)
+    grads = [g if p is not None else None for g, p in zip(grads, params)]
+    # a zero-stride expansion over the L elements: autograd adds it into the interlacing's gradient of rows
+    return (small.expand(shape), None, *grads)
+
+
+@torch.library.custom_op("tinlab::tin_nets_backward", mutates_args=())
+def tin_nets_backward(descriptor: Tensor, conv_o_weight: Tensor, conv_o_bias: Tensor, fc1_weight: Tensor,
+                      fc1_bias: Tensor, fc2_weight: Tensor, fc2_bias: Tensor, conv_w_weight: Optional[Tensor],
+                      conv_w_bias: Optional[Tensor], grad_z: Tensor, grad_v: Optional[Tensor],
+                      rows_shape: list[int], rows_dtype: torch.dtype) -> list[Tensor]:
+    """Backward of :func:`tin_nets`: the gradient of the rows' mean as (N, T, R, Cg, 1) (zero beyond the
+    fold) and the 8 parameters' gradients (empty for absent ones). CUDA: one Triton launch (a program per
+    video) and one sum over videos; elsewhere autograd through :func:`_nets_reference`'s layers."""
+    params = [conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, conv_w_weight, conv_w_bias]
+    if descriptor.device.type == "cuda" and _triton_supports(descriptor.new_empty(0, dtype=rows_dtype)):
+        from .triton_kernels import tin_nets_backward as launch
+
+        small, grads = launch(tuple(rows_shape), descriptor, params, grad_z, grad_v, rows_dtype)
+    else:
+        small, grads = _nets_backward_reference(descriptor, params, grad_z, grad_v, rows_shape, rows_dtype)
+    return [small] + [g if g is not None else descriptor.new_empty(0) for g in grads]
+
+
+def _nets_backward_reference(d: Tensor, params: list, grad_z: Tensor, grad_v: Tensor | None, rows_shape,
+                             rows_dtype) -> tuple[Tensor, list]:
+    """The chain rule through the nets written out with PyTorch ops (autograd does not run inside an op)."""
+    n, t, r, cg = rows_shape[:4]
+    l = math.prod(rows_shape[4:])
+    wo, bo, w1, b1, w2, b2, ww, bw = params
+    dd = d.to(w2.dtype)
+    c = F.conv1d(dd, wo, bo, padding=1).squeeze(1)
+    h = F.linear(c, w1, b1)
+    gh = (grad_z @ w2) * (h > 0)
+    gc = (gh @ w1).unsqueeze(1)
+    grads = [torch.nn.grad.conv1d_weight(dd, wo.shape, gc, padding=1), gc.sum((0, 2)), gh.t() @ c, gh.sum(0),
+             grad_z.t() @ F.relu(h), grad_z.sum(0), None, None]
+    gd = torch.nn.grad.conv1d_input(dd.shape, wo, gc, padding=1)
+    if ww is not None:
+        gv = grad_v if grad_v is not None else dd.new_zeros(n, ww.shape[0], t)
+        grads[6:] = [torch.nn.grad.conv1d_weight(dd, ww.shape, gv, padding=1), gv.sum((0, 2))]
+        gd = gd + torch.nn.grad.conv1d_input(dd.shape, ww, gv, padding=1)
+    fold = gd.shape[1] // cg
+    small = torch.zeros(n, t, r, cg, 1, dtype=rows_dtype, device=d.device)
+    small[:, :, :fold] = (gd.transpose(1, 2) / l).reshape(n, t, fold, cg, 1)
+    return small, grads
+
+
+@tin_nets_backward.register_fake
+def _tin_nets_backward_fake(descriptor, conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias,
+                            conv_w_weight, conv_w_bias, grad_z, grad_v, rows_shape, rows_dtype):
+    n, t, r, cg = rows_shape[:4]
+    params = [conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, conv_w_weight, conv_w_bias]
+    return [descriptor.new_empty(n, t, r, cg, 1, dtype=rows_dtype)] + [
+        torch.empty_like(p) if p is not None else descriptor.new_empty(0) for p in params]
+
+
+tin_nets.register_autograd(_tin_nets_backward, setup_context=_tin_nets_setup)
 
 
 def _shape(value) -> list[int]:
@@ -201,8 +325,28 @@ class TemporalInterlace(nn.Module):
 
     def _nets(self, rows: Tensor) -> tuple[Tensor, Tensor | None]:
         """The nets' pre-activations z (N, G) and v (N, G, T) or None, from the fold's descriptor."""
+        if self._fuse_nets(rows):
+            z, v, _ = tin_nets(rows, self.num_channel_groups, *self._net_parameters())
+            return z, (v if self.weight_net is not None else None)
         descriptor = leading_row_mean(rows, self.num_channel_groups)  # (N, fold, T): the per-channel spatial mean
         return self.offset_net(descriptor), self.weight_net(descriptor) if self.weight_net is not None else None
+
+    def _fuse_nets(self, rows: Tensor) -> bool:
+        """Whether the descriptor and the nets run as one op (:func:`tin_nets`): on CUDA with Triton, and on
+        the meta device (where launches are counted), unless a forward hook watches a net or one of its
+        layers (:class:`tinlab.engine.callbacks.InterlaceProbe` while it samples, a user's hook): the modules
+        then run, as they always do on the CPU, whose training numerics stay those of every reference."""
+        device = rows.device.type
+        if device != "meta" and not (device == "cuda" and _triton_supports(rows)):
+            return False
+        nets = [self.offset_net] + ([self.weight_net] if self.weight_net is not None else [])
+        return not any(m._forward_hooks or m._forward_pre_hooks for net in nets for m in net.modules())
+
+    def _net_parameters(self) -> list[Tensor | None]:
+        """OffsetNet's conv, fc1, fc2 and WeightNet's conv (None, None without attention): weight, bias each."""
+        o, w = self.offset_net, self.weight_net
+        return [o.conv.weight, o.conv.bias, o.fc1.weight, o.fc1.bias, o.fc2.weight, o.fc2.bias,
+                w.conv.weight if w is not None else None, w.conv.bias if w is not None else None]
 
     def _offsets_and_weights(self, z: Tensor, v: Tensor | None) -> tuple[Tensor, Tensor | None]:
         offsets = self.offset_net.to_offsets(z)

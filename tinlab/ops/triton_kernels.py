@@ -200,3 +200,78 @@ def tin_backward(rows: Tensor, z: Tensor, v: Tensor | None, grad: Tensor, offset
             if need_v:
                 grad_v = gv_part.view(n, t, halves, g).sum(2).transpose(1, 2).to(v.dtype)
     return grad_x, grad_z, grad_v
+
+
+def _pow2(value: int, least: int = 2) -> int:
+    return max(least, 1 << (value - 1).bit_length())
+
+
+def _net_tiles(f: int, t: int, g: int) -> dict:
+    """Tile sizes of the nets' kernels: T and G padded to powers of two, channel blocks of at most 4,096
+    (G_PAD x FB x T_PAD) values."""
+    t_pad, g_pad = _pow2(t), _pow2(g)
+    return dict(FB=max(2, min(64, _pow2(f), 4096 // (g_pad * t_pad))), T_PAD=t_pad, G_PAD=g_pad)
+
+
+def tin_nets_forward(rows: Tensor, groups_in: int, params: list, out_dtype: torch.dtype
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """``tinlab::tin_nets`` on CUDA: the descriptor (one launch) and both nets (one launch, a program per
+    video). Returns z (N, G), v (N, G, T) (empty without WeightNet) and the fp32 descriptor (N, F, T)."""
+    from . import _triton_interlace as k
+
+    x5 = _collapsible(rows)
+    n, t, _, cg, l, sx, _ = _layout(x5)
+    f = groups_in * cg
+    wo, bo, w1, b1, w2, b2, ww, bw = (p.contiguous() if p is not None else None for p in params)
+    g = w2.shape[0]
+    d = torch.empty(n, f, t, dtype=torch.float32, device=rows.device)
+    z = torch.empty(n, g, dtype=out_dtype, device=rows.device)
+    v = torch.empty(n, g, t, dtype=out_dtype, device=rows.device) if ww is not None else z.new_empty(0)
+    cb = 16
+    with _on(rows):
+        k.tin_descriptor[(n * t * -(-f // cb),)](x5, d, t, f, cg, l, 1.0 / l, *sx, CB=cb, LB=64)
+        k.tin_nets_forward[(n,)](d, wo, bo, w1, b1, w2, b2, ww if ww is not None else wo,
+                                 bw if bw is not None else bo, z, v if ww is not None else z, f, t, g,
+                                 WEIGHTS=ww is not None, **_net_tiles(f, t, g))
+    return z, v, d
+
+
+def net_parameter_layout(params: list) -> list[tuple[int, int]]:
+    """(offset, size) of each parameter of (conv_o w, b, fc1 w, b, fc2 w, b, conv_w w, b) in the flat
+    per-video gradient rows of the nets' backward (absent parameters: size 0)."""
+    layout, at = [], 0
+    for p in params:
+        size = p.numel() if p is not None else 0
+        layout.append((at, size))
+        at += size
+    return layout
+
+
+def tin_nets_backward(rows_shape: tuple, descriptor: Tensor, params: list, grad_z: Tensor,
+                      grad_v: Tensor | None, small_dtype: torch.dtype) -> tuple[Tensor, list]:
+    """Backward of ``tinlab::tin_nets`` on CUDA: one launch (a program per video) and one sum over videos.
+    Returns the gradient of the rows' mean as (N, T, R, Cg, 1) (zero beyond the fold; the caller expands it
+    over the L elements) and the parameters' gradients (None for absent ones)."""
+    from . import _triton_interlace as k
+
+    n, t, r, cg = rows_shape[:4]
+    l = math.prod(rows_shape[4:])
+    f = descriptor.shape[1]
+    wo, bo, w1, b1, w2, b2, ww, bw = (p.contiguous() if p is not None else None for p in params)
+    g = w2.shape[0]
+    layout = net_parameter_layout(params)
+    total = layout[-1][0] + layout[-1][1]
+    part = torch.empty(n, total, dtype=torch.float32, device=descriptor.device)
+    small = torch.empty(n, t, r, cg, 1, dtype=small_dtype, device=descriptor.device)
+    weights = ww is not None
+    gz = grad_z.contiguous()
+    gv = grad_v.contiguous() if weights else gz
+    offsets = [at for at, _ in layout[1:]]
+    with _on(descriptor):
+        k.tin_nets_backward[(n,)](descriptor, wo, bo, w1, b1, w2, ww if weights else wo, gz, gv, part, small,
+                                  f, t, r * cg, g, 1.0 / l, *offsets, total, WEIGHTS=weights,
+                                  **_net_tiles(f, t, g))
+        flat = part.sum(0)
+    grads = [flat[at:at + size].view(p.shape).to(p.dtype) if p is not None else None
+             for (at, size), p in zip(layout, params)]
+    return small, grads
