@@ -72,3 +72,29 @@ def test_an_amp_training_step_of_every_model(name):
     scaler.step(opt)
     scaler.update()
     assert torch.isfinite(loss) and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_tin_network_with_fused_nets_on_the_gpu_matches_its_modules(channels_last):
+    """tinlab::tin_nets (fused on CUDA) against the same network with its nets hooked (then run as modules):
+    output and every parameter gradient, float32."""
+    torch.manual_seed(0)
+    model = tinlab.create_model("tin", num_segments=8, **SMALL).cuda().eval()
+    clip = torch.randn(2, 8, 3, 64, 64, device="cuda")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def step():
+        model.zero_grad()
+        out = model(clip)
+        out.square().sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    fused = step()
+    handles = [m.offset_net.register_forward_hook(lambda *a: None) for _, m in model.interlace_modules()]
+    modules = step()
+    for h in handles:
+        h.remove()
+    torch.testing.assert_close(fused[0], modules[0], rtol=1e-4, atol=1e-4)
+    for name, g in modules[1].items():
+        torch.testing.assert_close(fused[1][name], g, rtol=1e-3, atol=1e-4, msg=lambda m: f"{name}: {m}")

@@ -149,10 +149,14 @@ def _reference_tin(x, z, v, offset_range, reverse, boundary):
 @pytest.mark.parametrize("reverse, attention, boundary, frames", [
     (True, True, "zero", 8), (False, False, "clamp", 8), (True, False, "clamp", 5), (True, True, "clamp", 3),
     (False, True, "zero", 1), (True, True, "zero", 16)])
-def test_the_fused_tin_backward_matches_autograd_of_the_reference(reverse, attention, boundary, frames):
+@pytest.mark.parametrize("chunk", [None, 7], ids=["one-program-per-row", "rows-split-in-5"])
+def test_the_fused_tin_backward_matches_autograd_of_the_reference(reverse, attention, boundary, frames, chunk,
+                                                                  monkeypatch):
     """tinlab::tin_interlace_backward's CUDA kernels (the O(T) gather for x, the coefficient gradients chained
-    into z and v in the kernel) against float64 autograd through the naive reference; offsets kept away from
-    integers (the floor's kinks)."""
+    into z and v in the kernel, each row's reduction split over programs when long) against float64 autograd
+    through the naive reference; offsets kept away from integers (the floor's kinks)."""
+    if chunk:
+        monkeypatch.setattr(tk, "REDUCE_CHUNK", chunk)  # 30 elements per row: 5 programs each
     gen = torch.Generator().manual_seed(frames)
     g, x = 2, guarded((2, frames, 6, 3, 10), gen=gen)
     z = torch.tensor([[0.3, -1.2], [2.1, -0.4]])  # offsets 0.30, -1.07, 1.56, -0.39 frames at r = 2
@@ -293,7 +297,9 @@ def test_every_launch_is_on_the_tensors_device_with_a_one_dimensional_grid():
             assert id(call) in guarded_nodes, f"{func.name}: a launch outside `with _on(...)`"
             grid = call.func.slice
             assert isinstance(grid, ast.Tuple) and len(grid.elts) == 1, f"{func.name}: grid {ast.unparse(grid)}"
-    assert launches == 6  # forward, backward_x, backward_coefficients, shift, tin_backward_x, tin_backward_coefficients
+    # forward, backward_x, backward_coefficients, shift, tin_backward_x, tin_backward_coefficients, tin_descriptor,
+    # tin_nets_forward, tin_nets_backward
+    assert launches == 9
     guard = tk._on(SimpleNamespace(device=torch.device("cuda", 1)))
     assert isinstance(guard, torch.cuda.device) and guard.idx == 1
 
@@ -373,3 +379,30 @@ def test_the_nets_kernels_match_float64_autograd_of_the_modules(case_, dtype, ch
         assert not a.isnan().any(), name
         torch.testing.assert_close(a.double(), b, msg=lambda m: f"{name}: {m}", **(tol if name == "x" else
                                                                                  dict(rtol=1e-5, atol=1e-5)))
+
+
+def test_the_three_layouts_of_a_row_give_the_same_result():
+    """LAYOUT 0 (dense rows: plain offsets, vector accesses), 1 (channels outer, strided) and 2 (channels
+    inner) are three ways of walking the same elements: equal outputs and gradients on the same values."""
+    gen = torch.Generator().manual_seed(5)
+    dense = torch.randn(2, 4, 5, 2, 12, generator=gen)  # 5 rows: 4 interlaced (2 groups and their reverse)
+    strided = torch.randn(2, 4, 5, 2, 13, generator=gen)[..., :12].copy_(dense)  # rows not dense
+    inner = dense.permute(0, 1, 2, 4, 3).contiguous().permute(0, 1, 2, 4, 3)  # channels innermost
+    assert [tk._layout_code(v) for v in (dense, strided, inner)] == [0, 1, 2]
+    z, v = torch.tensor([[0.4, -1.3], [1.7, -0.2]]), torch.randn(2, 2, 4, generator=gen)
+    gy = torch.randn(dense.shape, generator=gen)
+    results = [(tk.tin_forward(x, z, v, 2.0, True, "zero"),
+                *tk.tin_backward(x, z, v, torch.empty_like(x).copy_(gy), 2.0, True, "zero", True, True, True))
+               for x in (dense, strided, inner)]
+    for other in results[1:]:
+        for a, b in zip(other, results[0]):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_fewer_rows_than_interlaced_groups_are_refused():
+    """Two groups with reverse offsets interlace 4 rows: a clip of 3 rows would be read past its end."""
+    x, z = torch.randn(2, 4, 3, 2, 12), torch.zeros(2, 2)
+    with pytest.raises(ValueError, match="4 interlaced rows .* 3"):
+        tk.tin_forward(x, z, None, 2.0, True, "zero")
+    with pytest.raises(ValueError, match="4 interlaced rows .* 3"):
+        tk.tin_backward(x, z, None, x, 2.0, True, "zero", True, True, False)

@@ -13,13 +13,13 @@ def row_and_elements(per_row, BLOCK: tl.constexpr):
     return pid // blocks, (pid % blocks) * BLOCK + tl.arange(0, BLOCK)
 
 @triton.jit
-def chain_elements(R, CG, L, sgc, sgl, sxc, sxl, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+def chain_elements(R, CG, L, sgc, sgl, sxc, sxl, LAYOUT: tl.constexpr, BLOCK: tl.constexpr):
     """A backward program's chain (video n, row r) and its block of elements: the mask and the element
     offsets in the gradient (strides sgc, sgl) and in x (sxc, sxl)."""
     chain, e = row_and_elements(CG * L, BLOCK)
     mask = e < CG * L
-    return (chain // R, chain % R, mask, element_offsets(e, CG, L, sgc, sgl, CHANNELS_INNER),
-            element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER))
+    return (chain // R, chain % R, mask, element_offsets(e, CG, L, sgc, sgl, LAYOUT),
+            element_offsets(e, CG, L, sxc, sxl, LAYOUT))
 
 @triton.jit
 def tin_offset(z_ptr, n, r, G, scale, REVERSE: tl.constexpr):
@@ -74,9 +74,13 @@ def load_coefficients(s0_ptr, s1_ptr, a0_ptr, a1_ptr, n, t, r, T, G):
             tl.load(a0_ptr + k).to(tl.float32), tl.load(a1_ptr + k).to(tl.float32))
 
 @triton.jit
-def element_offsets(e, CG, L, scg, sl, CHANNELS_INNER: tl.constexpr):
-    """Offset within a row of element e: channels fastest when they are (channels_last)."""
-    if CHANNELS_INNER:
+def element_offsets(e, CG, L, scg, sl, LAYOUT: tl.constexpr):
+    """Offset within a row of element e. LAYOUT 0: the row's Cg x L elements are dense (offset e, so the
+    compiler sees contiguous, aligned blocks and issues 16-byte vector accesses); 1: channels outer, any
+    strides; 2: channels innermost (channels_last), any strides."""
+    if LAYOUT == 0:
+        return e
+    if LAYOUT == 2:
         return (e % CG) * scg + (e // CG) * sl
     return (e // L) * scg + (e % L) * sl
 
@@ -84,14 +88,14 @@ def element_offsets(e, CG, L, scg, sl, CHANNELS_INNER: tl.constexpr):
 def forward(x, y, s0_ptr, s1_ptr, a0_ptr, a1_ptr, z_ptr, v_ptr, T, R, G, GI, CG, L, scale,
             sxn, sxt, sxr, sxc, sxl, syn, syt, syr, syc, syl,
             FUSED: tl.constexpr, REVERSE: tl.constexpr, WEIGHTS: tl.constexpr, CLAMP: tl.constexpr,
-            CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+            LAYOUT: tl.constexpr, BLOCK: tl.constexpr):
     row, e = row_and_elements(CG * L, BLOCK)  # row (n, t, r)
     r = row % R
     t = (row // R) % T
     n = row // (R * T)
     mask = e < CG * L
-    ex = element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER)
-    ey = element_offsets(e, CG, L, syc, syl, CHANNELS_INNER)
+    ex = element_offsets(e, CG, L, sxc, sxl, LAYOUT)
+    ey = element_offsets(e, CG, L, syc, syl, LAYOUT)
     out = y + n * syn + t * syt + r * syr + ey
     if r < GI:
         if FUSED:
@@ -109,9 +113,9 @@ def forward(x, y, s0_ptr, s1_ptr, a0_ptr, a1_ptr, z_ptr, v_ptr, T, R, G, GI, CG,
 @triton.jit
 def backward_x(gy, gx, s0_ptr, s1_ptr, a0_ptr, a1_ptr, T, R, GI, CG, L,
                sgn, sgt, sgr, sgc, sgl, sxn, sxt, sxr, sxc, sxl,
-               CHANNELS_INNER: tl.constexpr, T_PAD: tl.constexpr, BLOCK: tl.constexpr):
+               LAYOUT: tl.constexpr, T_PAD: tl.constexpr, BLOCK: tl.constexpr):
     """gx[n, s, r] = sum over t of a0[n,t,r] [src0 = s] gy[n,t,r] + a1[n,t,r] [src1 = s] gy[n,t,r]."""
-    n, r, mask, eg, ex = chain_elements(R, CG, L, sgc, sgl, sxc, sxl, CHANNELS_INNER, BLOCK)
+    n, r, mask, eg, ex = chain_elements(R, CG, L, sgc, sgl, sxc, sxl, LAYOUT, BLOCK)
     frames = tl.arange(0, T_PAD)
     if r < GI:
         acc = tl.zeros((T_PAD, BLOCK), dtype=tl.float32)
@@ -130,7 +134,7 @@ def backward_x(gy, gx, s0_ptr, s1_ptr, a0_ptr, a1_ptr, T, R, GI, CG, L,
 @triton.jit
 def backward_coefficients(x, gy, s0_ptr, s1_ptr, ga0, ga1, T, GI, CG, L,
                           sxn, sxt, sxr, sxc, sxl, sgn, sgt, sgr, sgc, sgl,
-                          CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+                          LAYOUT: tl.constexpr, BLOCK: tl.constexpr):
     """ga0[n,t,r] = sum_e gy[n,t,r,e] x[n,src0,r,e], ga1 likewise with src1 (fp32 accumulation)."""
     k = tl.program_id(0).to(tl.int64)  # (n, t, r) with r < GI
     r = k % GI
@@ -143,8 +147,8 @@ def backward_coefficients(x, gy, s0_ptr, s1_ptr, ga0, ga1, T, GI, CG, L,
     for start in range(0, CG * L, BLOCK):
         e = start + tl.arange(0, BLOCK)
         mask = e < CG * L
-        ex = element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER)
-        g = tl.load(gy + n * sgn + t * sgt + r * sgr + element_offsets(e, CG, L, sgc, sgl, CHANNELS_INNER),
+        ex = element_offsets(e, CG, L, sxc, sxl, LAYOUT)
+        g = tl.load(gy + n * sgn + t * sgt + r * sgr + element_offsets(e, CG, L, sgc, sgl, LAYOUT),
                     mask=mask, other=0.0).to(tl.float32)
         base = x + n * sxn + r * sxr + ex
         acc0 += g * tl.load(base + s0 * sxt, mask=mask, other=0.0).to(tl.float32)
@@ -178,11 +182,11 @@ def shift(x, y, T, C, L, FOLD, DIRECTION, sxn, sxt, sxc, sxl, syn, syt, syc, syl
 def tin_backward_x(gy, gx, z_ptr, v_ptr, T, R, G, GI, CG, L, scale,
                    sgn, sgt, sgr, sgc, sgl, sxn, sxt, sxr, sxc, sxl,
                    REVERSE: tl.constexpr, WEIGHTS: tl.constexpr, CLAMP: tl.constexpr,
-                   CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+                   LAYOUT: tl.constexpr, BLOCK: tl.constexpr):
     """The data gradient of TIN's interlacing as a gather, O(T) per element: the offset of a (video, row) is
     one number, so frame s receives tap 0 of output frame s + f and tap 1 of s + f + 1 (with clamping,
     the end frames also receive the taps clamped onto them). Coefficients recomputed in fp32 from z, v."""
-    n, r, mask, eg, ex = chain_elements(R, CG, L, sgc, sgl, sxc, sxl, CHANNELS_INNER, BLOCK)
+    n, r, mask, eg, ex = chain_elements(R, CG, L, sgc, sgl, sxc, sxl, LAYOUT, BLOCK)
     g_base = gy + n * sgn + r * sgr + eg
     x_base = gx + n * sxn + r * sxr + ex
     if r < GI:
@@ -210,35 +214,39 @@ def tin_backward_x(gy, gx, z_ptr, v_ptr, T, R, G, GI, CG, L, scale,
             tl.store(x_base + t * sxt, g.to(gx.dtype.element_ty), mask=mask)
 
 @triton.jit
-def tin_backward_coefficients(x, gy, z_ptr, v_ptr, gz_part, gv_part, T, G, GI, CG, L, scale,
+def tin_backward_coefficients(x, gy, z_ptr, v_ptr, gz_part, gv_part, T, G, GI, CG, L, CHUNK, SPLIT, scale,
                               sxn, sxt, sxr, sxc, sxl, sgn, sgt, sgr, sgc, sgl,
                               REVERSE: tl.constexpr, WEIGHTS: tl.constexpr, CLAMP: tl.constexpr,
-                              CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
-    """Per (n, t, r < GI): the two taps' inner products ga0 = <gy, x[src0]>, ga1 = <gy, x[src1]> (fp32),
+                              LAYOUT: tl.constexpr, BLOCK: tl.constexpr):
+    """Per (n, t, r < GI) and per CHUNK of its Cg * L elements (SPLIT chunks, so that a long row is reduced
+    by SPLIT programs): the two taps' inner products ga0 = <gy, x[src0]>, ga1 = <gy, x[src1]> (fp32),
     chained straight into what this row and frame add to dL/dz (through lam) and dL/dv (through w):
-    gz_part = (ga1 m1 - ga0 m0) w do/dz, gv_part = (ga0 (1 - lam) m0 + ga1 lam m1) dw/dv."""
-    k = tl.program_id(0).to(tl.int64)
+    gz_part = (ga1 m1 - ga0 m0) w do/dz, gv_part = (ga0 (1 - lam) m0 + ga1 lam m1) dw/dv (both linear in
+    ga0, ga1, so the caller's sums over frames also add the chunks)."""
+    pid = tl.program_id(0).to(tl.int64)
+    k = pid // SPLIT
     r = k % GI
     t = (k // GI) % T
     n = k // (GI * T)
     f, lam, dodz = tin_offset(z_ptr, n, r, G, scale, REVERSE)
     s0, s1, m0, m1 = taps(f, t, T, CLAMP)
     w, dwdv = tin_weight(v_ptr, n, t, r, T, G, REVERSE, WEIGHTS)
+    first = (pid % SPLIT) * CHUNK
+    end = tl.minimum(first + CHUNK, CG * L)
     acc0 = tl.zeros((BLOCK,), dtype=tl.float32)
     acc1 = tl.zeros((BLOCK,), dtype=tl.float32)
-    for start in range(0, CG * L, BLOCK):
+    for start in range(first, end, BLOCK):
         e = start + tl.arange(0, BLOCK)
-        mask = e < CG * L
-        g = tl.load(gy + n * sgn + t * sgt + r * sgr + element_offsets(e, CG, L, sgc, sgl, CHANNELS_INNER),
+        mask = e < end
+        g = tl.load(gy + n * sgn + t * sgt + r * sgr + element_offsets(e, CG, L, sgc, sgl, LAYOUT),
                     mask=mask, other=0.0).to(tl.float32)
-        base = x + n * sxn + r * sxr + element_offsets(e, CG, L, sxc, sxl, CHANNELS_INNER)
+        base = x + n * sxn + r * sxr + element_offsets(e, CG, L, sxc, sxl, LAYOUT)
         acc0 += g * tl.load(base + s0 * sxt, mask=mask, other=0.0).to(tl.float32)
         acc1 += g * tl.load(base + s1 * sxt, mask=mask, other=0.0).to(tl.float32)
     ga0 = tl.sum(acc0, axis=0)
     ga1 = tl.sum(acc1, axis=0)
-    tl.store(gz_part + k, (ga1 * m1 - ga0 * m0) * w * dodz)
-    tl.store(gv_part + k, (ga0 * (1.0 - lam) * m0 + ga1 * lam * m1) * dwdv)
-
+    tl.store(gz_part + pid, (ga1 * m1 - ga0 * m0) * w * dodz)
+    tl.store(gv_part + pid, (ga0 * (1.0 - lam) * m0 + ga1 * lam * m1) * dwdv)
 
 # --- TIN's descriptor, OffsetNet and WeightNet: tinlab::tin_nets (tinlab/ops/tin.py) ----------------------
 #

@@ -24,7 +24,9 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-BLOCK = 256
+BLOCK = 1024  # elements per program of the streaming kernels: 8 per thread at 4 warps, 16 bytes of bf16
+BLOCK_TILE = 256  # the generic interlace_frames backward holds a (T_PAD, BLOCK) register tile
+REDUCE_CHUNK = 16 * BLOCK  # elements one program reduces in TIN's coefficient gradients (longer rows split)
 
 
 @lru_cache(maxsize=1)
@@ -49,8 +51,8 @@ def _on(x: Tensor):
     return torch.cuda.device(x.device) if x.device.type == "cuda" else nullcontext()
 
 
-def _blocks(per_row: int) -> int:
-    return -(-per_row // BLOCK)
+def _blocks(per_row: int, block: int = BLOCK) -> int:
+    return -(-per_row // block)
 
 
 def _layout(x: Tensor) -> tuple[int, int, int, int, int, tuple[int, ...], bool]:
@@ -62,6 +64,16 @@ def _layout(x: Tensor) -> tuple[int, int, int, int, int, tuple[int, ...], bool]:
     sl = x.stride(-1) if spatial else 1
     strides = (x.stride(0), x.stride(1), x.stride(2), x.stride(3), sl)
     return n, t, r, cg, l, strides, x.stride(3) < sl
+
+
+def _layout_code(*tensors: Tensor) -> int:
+    """The kernels' LAYOUT (``element_offsets``): 0 when every tensor's rows are dense (each row's Cg x L
+    elements at stride 1: contiguous clips; vector accesses), else 2 if the first has channels innermost
+    (channels_last), else 1. Codes 1 and 2 take any strides; they only order the elements differently."""
+    layouts = [_layout(v) for v in tensors]
+    if all(s[3] == l * s[4] and s[4] == 1 for _, _, _, _, l, s, _ in layouts):
+        return 0
+    return 2 if layouts[0][6] else 1
 
 
 def _collapsible(x: Tensor) -> Tensor:
@@ -77,8 +89,9 @@ def _launch_forward(x: Tensor, coefficients: tuple, fused: tuple | None) -> Tens
     forward, _, _ = _kernels()
     x5 = _collapsible(x)
     y5 = torch.empty_like(x5)
-    n, t, r, cg, l, sx, inner = _layout(x5)
+    n, t, r, cg, l, sx, _ = _layout(x5)
     _, _, _, _, _, sy, _ = _layout(y5)
+    layout = _layout_code(x5, y5)
     if fused is None:
         s0, s1, a0, a1 = coefficients
         gi, g, scale, z, v, reverse, weights, clamp = s0.shape[2], s0.shape[2], 0.0, a0, a0, False, False, False
@@ -92,7 +105,7 @@ def _launch_forward(x: Tensor, coefficients: tuple, fused: tuple | None) -> Tens
     with _on(x):
         forward[(n * t * r * _blocks(cg * l),)](
             x5, y5, s0, s1, a0, a1, z, v, t, r, g, gi, cg, l, scale, *sx, *sy, FUSED=fused is not None,
-            REVERSE=reverse, WEIGHTS=weights, CLAMP=clamp, CHANNELS_INNER=inner, BLOCK=BLOCK)
+            REVERSE=reverse, WEIGHTS=weights, CLAMP=clamp, LAYOUT=layout, BLOCK=BLOCK)
     return y5.view(x.shape)
 
 
@@ -113,9 +126,18 @@ def _assert_frames(src0: Tensor, src1: Tensor, frames: int) -> None:
         raise IndexError(f"interlace_frames: a source frame is outside [0, {frames})")
 
 
+def _check_rows(rows: Tensor, z: Tensor, reverse: bool) -> None:
+    """The kernels read rows r < G (2G with reverse groups) of every frame: they must exist."""
+    gi = z.shape[1] * (2 if reverse else 1)
+    if rows.dim() < 4 or rows.shape[2] < gi:
+        raise ValueError(f"TIN kernels: {gi} interlaced rows (G = {z.shape[1]}, reverse={reverse}) but the clip "
+                         f"{tuple(rows.shape)} has {rows.shape[2] if rows.dim() > 2 else 0} rows per frame")
+
+
 def tin_forward(rows: Tensor, z: Tensor, v: Tensor | None, offset_range: float, reverse: bool,
                 boundary: str) -> Tensor:
     """``tinlab::tin_interlace`` on CUDA: one launch, the coefficients computed in the kernel."""
+    _check_rows(rows, z, reverse)
     return _launch_forward(rows, (), (z, v, offset_range, reverse, boundary == "clamp"))
 
 
@@ -124,7 +146,8 @@ def interlace_backward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Te
     """Gradients of ``tinlab::interlace_frames`` w.r.t. x, a0, a1 (empty where not needed)."""
     _, backward_x, backward_coefficients = _kernels()
     x5, g5 = _collapsible(x), _collapsible(grad)
-    n, t, r, cg, l, sx, inner = _layout(x5)
+    n, t, r, cg, l, sx, _ = _layout(x5)
+    layout = _layout_code(x5, g5)
     _, _, _, _, _, sg, _ = _layout(g5)
     src0, src1, a0, a1 = (v.contiguous() for v in (src0, src1, a0, a1))
     gi = src0.shape[2]
@@ -134,15 +157,15 @@ def interlace_backward(x: Tensor, src0: Tensor, src1: Tensor, a0: Tensor, a1: Te
         _, _, _, _, _, sgx, _ = _layout(gx5)
         t_pad = max(16, 1 << (t - 1).bit_length())
         with _on(x):
-            backward_x[(n * r * _blocks(cg * l),)](g5, gx5, src0, src1, a0, a1, t, r, gi, cg, l, *sg, *sgx,
-                                                  CHANNELS_INNER=inner, T_PAD=t_pad, BLOCK=BLOCK)
+            backward_x[(n * r * _blocks(cg * l, BLOCK_TILE),)](g5, gx5, src0, src1, a0, a1, t, r, gi, cg, l, *sg, *sgx,
+                                                  LAYOUT=layout, T_PAD=t_pad, BLOCK=BLOCK_TILE)
         grad_x = gx5.view(x.shape)
     if need_a0 or need_a1:
         ga0 = torch.empty(a0.shape, dtype=torch.float32, device=x.device)
         ga1 = torch.empty(a1.shape, dtype=torch.float32, device=x.device)
         with _on(x):
             backward_coefficients[(n * t * gi,)](x5, g5, src0, src1, ga0, ga1, t, gi, cg, l, *sx, *sg,
-                                                 CHANNELS_INNER=inner, BLOCK=BLOCK)
+                                                 LAYOUT=layout, BLOCK=BLOCK)
         grad_a0 = ga0.to(a0.dtype) if need_a0 else grad_a0
         grad_a1 = ga1.to(a1.dtype) if need_a1 else grad_a1
     return grad_x, grad_a0, grad_a1
@@ -173,15 +196,16 @@ def tin_backward(rows: Tensor, z: Tensor, v: Tensor | None, grad: Tensor, offset
     gradients chained into z and v inside the kernel: two launches and two small sums."""
     from . import _triton_interlace as k
 
+    _check_rows(rows, z, reverse)
     x5, g5 = _collapsible(rows), _collapsible(grad)
-    n, t, r, cg, l, sx, inner = _layout(x5)
+    n, t, r, cg, l, sx, _ = _layout(x5)
     _, _, _, _, _, sg, _ = _layout(g5)
     g = z.shape[1]
     gi, scale, weights, clamp = g * (2 if reverse else 1), 2.0 * offset_range, v is not None, boundary == "clamp"
     z = z.contiguous()
     v = v.contiguous() if v is not None else z
     grad_x, grad_z, grad_v = rows.new_empty(0), z.new_empty(0), z.new_empty(0)
-    options = dict(REVERSE=reverse, WEIGHTS=weights, CLAMP=clamp, CHANNELS_INNER=inner, BLOCK=BLOCK)
+    options = dict(REVERSE=reverse, WEIGHTS=weights, CLAMP=clamp, LAYOUT=_layout_code(x5, g5), BLOCK=BLOCK)
     with _on(rows):
         if need_x:
             gx5 = torch.empty_like(x5)
@@ -190,15 +214,16 @@ def tin_backward(rows: Tensor, z: Tensor, v: Tensor | None, grad: Tensor, offset
                                                          **options)
             grad_x = gx5.view(rows.shape)
         if need_z or need_v:
-            gz_part = torch.empty(n, t, gi, dtype=torch.float32, device=rows.device)
-            gv_part = torch.empty(n, t, gi, dtype=torch.float32, device=rows.device)
-            k.tin_backward_coefficients[(n * t * gi,)](x5, g5, z, v, gz_part, gv_part, t, g, gi, cg, l, scale,
-                                                       *sx, *sg, **options)
+            split = _blocks(cg * l, REDUCE_CHUNK)  # programs per (n, t, row): a long row is reduced in parallel
+            gz_part = torch.empty(n, t, gi, split, dtype=torch.float32, device=rows.device)
+            gv_part = torch.empty(n, t, gi, split, dtype=torch.float32, device=rows.device)
+            k.tin_backward_coefficients[(n * t * gi * split,)](x5, g5, z, v, gz_part, gv_part, t, g, gi, cg, l,
+                                                               REDUCE_CHUNK, split, scale, *sx, *sg, **options)
             halves = 2 if reverse else 1  # reverse rows g + G use the offset of group g, negated (in the kernel)
             if need_z:
-                grad_z = gz_part.view(n, t, halves, g).sum((1, 2)).to(z.dtype)
+                grad_z = gz_part.view(n, t, halves, g, split).sum((1, 2, 4)).to(z.dtype)
             if need_v:
-                grad_v = gv_part.view(n, t, halves, g).sum(2).transpose(1, 2).to(v.dtype)
+                grad_v = gv_part.view(n, t, halves, g, split).sum((2, 4)).transpose(1, 2).to(v.dtype)
     return grad_x, grad_z, grad_v
 
 
