@@ -24,8 +24,8 @@ interlace kernel >= 70% of copy bandwidth; TIN-R50 latency and throughput within
 on the CUDA-graph figures (eager batch-1 latency measures the host's launch rate, not the GPU); every
 model's training loss falls.
 
-``--device cpu --quick`` runs every step at toy sizes on the CPU (no CUDA tests, no targets): the test
-suite uses it to keep this script working where no GPU is.
+``--dry-run`` (= ``--device cpu --quick``) runs every step at toy sizes on the CPU (no CUDA tests, no
+targets): the test suite uses it to keep this script working where no GPU is.
 """
 from __future__ import annotations
 
@@ -247,7 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", action="store_true", help="skip the CUDA-graph (torch.compile) timings")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="phases that would start after this many seconds are skipped (and named)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="everything but the real timings, on the CPU: each phase at toy sizes, no targets "
+                             "(= --device cpu --quick; the test suite runs it)")
     args = parser.parse_args(argv)
+    if args.dry_run:
+        args.device, args.quick = "cpu", True
     problem = cuda_build_problem(args.device)
     if problem:
         print(f"gpu-check: {problem}", file=sys.stderr)

@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_check_runs_every_step_on_the_cpu(tmp_path):
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--device", "cpu", "--quick",
-                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--dry-run", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     ratios = pd.read_csv(tmp_path / "op_ratios.csv")
     assert {"interlace_kernel_fwd/copy_fwd", "interlace_op_fwd/copy_fwd", "tin_fwd/tsm_fwd",

@@ -216,9 +216,10 @@ def test_fused_nets_compute_the_modules_function_and_gradients_in_float64(t, cha
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m: f"{name}: {m}")
 
 
-def test_a_tin_network_with_fused_nets_trains_as_with_the_modules(monkeypatch):
-    """A whole TIN ResNet in float64, forward and backward: every output and parameter gradient equal to
-    the modules' path within rounding; and torch.compile traces the fused op without a graph break."""
+@pytest.mark.parametrize("name, fused_op", [("tin", "tinlab.tin_block"), ("rtcn", "tinlab.tin_nets")])
+def test_a_tin_network_with_fused_nets_trains_as_with_the_modules(monkeypatch, name, fused_op):
+    """A whole TIN (r-TCN) ResNet in float64, forward and backward: every output and parameter gradient equal
+    to the modules' path within rounding; and torch.compile traces the fused ops without a graph break."""
     import tinlab
 
     def step(model, clip):
@@ -228,13 +229,13 @@ def test_a_tin_network_with_fused_nets_trains_as_with_the_modules(monkeypatch):
         return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
     torch.manual_seed(0)
-    model = tinlab.create_model("tin", backbone="resnet18", num_classes=5, num_segments=4, width_mult=0.25,
+    model = tinlab.create_model(name, backbone="resnet18", num_classes=5, num_segments=4, width_mult=0.25,
                                 small_stem=True).double().eval()  # eval: BatchNorm statistics stay put
     clip = torch.randn(2, 4, 3, 16, 16, dtype=torch.float64)
     want = step(model, clip)
     fused(monkeypatch)
     layer = next(m for m in model.modules() if isinstance(m, TemporalInterlace))
-    assert "tinlab.tin_nets" in dispatched(layer, torch.randn(8, layer.channels, 4, 4, dtype=torch.float64))
+    assert fused_op in dispatched(layer, torch.randn(8, layer.channels, 4, 4, dtype=torch.float64))
     got = step(model, clip)
     torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
     for name in want[1]:
@@ -270,13 +271,13 @@ def test_the_nets_fuse_on_the_meta_device_unless_a_hook_watches_them():
     with torch.device("meta"):
         op = TemporalInterlace(32, 8)
         x = torch.empty(16, 32, 4, 4)
-    assert "tinlab.tin_nets" in dispatched(op, x) and "aten.convolution" not in dispatched(op, x)
+    assert "tinlab.tin_block" in dispatched(op, x) and "aten.convolution" not in dispatched(op, x)
     handle = op.offset_net.fc1.register_forward_hook(lambda *a: None)
-    assert "tinlab.tin_nets" not in dispatched(op, x) and "aten.convolution" in dispatched(op, x)
+    assert "tinlab.tin_block" not in dispatched(op, x) and "aten.convolution" in dispatched(op, x)
     handle.remove()
-    assert "tinlab.tin_nets" in dispatched(op, x)
+    assert "tinlab.tin_block" in dispatched(op, x)
     cpu = TemporalInterlace(32, 8)
-    assert "tinlab.tin_nets" not in dispatched(cpu, torch.randn(16, 32, 4, 4))  # the CPU keeps the modules
+    assert "tinlab.tin_block" not in dispatched(cpu, torch.randn(16, 32, 4, 4))  # the CPU keeps the modules
 
     class Holder(torch.nn.Module):
         def __init__(self):
@@ -287,9 +288,9 @@ def test_the_nets_fuse_on_the_meta_device_unless_a_hook_watches_them():
             return [("op", self.op)]
 
     probe = InterlaceProbe(Holder())
-    assert probe.active and "tinlab.tin_nets" not in dispatched(op, x)  # sampling: the modules, hooked
+    assert probe.active and "tinlab.tin_block" not in dispatched(op, x)  # sampling: the modules, hooked
     probe.active = False
-    assert not op.offset_net._forward_hooks and "tinlab.tin_nets" in dispatched(op, x)
+    assert not op.offset_net._forward_hooks and "tinlab.tin_block" in dispatched(op, x)
     probe.active = True
     assert len(op.offset_net._forward_hooks) == 1 and len(op.weight_net._forward_hooks) == 1
     probe.remove()
@@ -297,10 +298,11 @@ def test_the_nets_fuse_on_the_meta_device_unless_a_hook_watches_them():
 
 def test_opcheck_of_the_nets_ops():
     """torch.library.opcheck: schema, fake (meta) implementation, autograd registration, AOT dispatch."""
-    from tinlab.ops.tin import tin_nets
+    from tinlab.ops.tin import tin_block, tin_nets
 
     for attention in (True, False):
         op = randomised(TemporalInterlace(16, 4, groups=2, attention=attention))
         rows = op._rows(torch.randn(8, 16, 3, 3)).requires_grad_()
         params = [p.detach().clone().requires_grad_() if p is not None else None for p in op._net_parameters()]
         torch.library.opcheck(tin_nets, (rows, op.num_channel_groups, *params))
+        torch.library.opcheck(tin_block, (rows, op.num_channel_groups, *params, 2.0, True, "zero"))

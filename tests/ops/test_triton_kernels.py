@@ -406,3 +406,42 @@ def test_fewer_rows_than_interlaced_groups_are_refused():
         tk.tin_forward(x, z, None, 2.0, True, "zero")
     with pytest.raises(ValueError, match="4 interlaced rows .* 3"):
         tk.tin_backward(x, z, None, x, 2.0, True, "zero", True, True, False)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("t, channels, groups, reverse, attention, boundary", [
+    (8, 32, 2, True, True, "zero"), (5, 16, 1, False, True, "clamp"), (4, 32, 2, True, False, "zero")])
+def test_the_whole_tin_block_backward_matches_float64_autograd_of_the_module(t, channels, groups, reverse, attention,
+                                                                             boundary, channels_last):
+    """tinlab::tin_block's CUDA backward (coefficient kernel, nets' kernel, then the data kernel adding the
+    descriptor's gradient in its one pass) against float64 autograd of the module's own layers: dL/dx and
+    every parameter gradient. Offsets away from integers (z fixed through fc2's bias, fc2's weight small)."""
+    from tinlab.ops.tin import TemporalInterlace
+
+    gen = torch.Generator().manual_seed(t)
+    op = TemporalInterlace(channels, t, groups=groups, reverse=reverse, boundary=boundary,
+                           attention=attention).double()
+    with torch.no_grad():
+        for p in op.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.3)
+        op.offset_net.fc2.weight.mul_(0.01)
+        op.offset_net.fc2.bias.copy_(torch.tensor([0.3, -1.2][:groups] + [0.7] * (groups - 2)))
+    x = torch.randn(2 * t, channels, 3, 3, generator=gen, dtype=torch.float64).requires_grad_()
+    gy = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    params = [p for p in op._net_parameters() if p is not None]
+    y = op.aggregate(op._rows(x), *op._nets(op._rows(x))).view_as(x)  # the modules and the interlacing
+    want = torch.autograd.grad(y, [x, *params], gy)
+
+    x32 = x.detach().float()
+    x32 = x32.to(memory_format=torch.channels_last) if channels_last else guarded(x32.shape, values=x32)
+    g32 = torch.empty_like(x32).copy_(gy)
+    op32 = TemporalInterlace(channels, t, groups=groups, reverse=reverse, boundary=boundary, attention=attention)
+    op32.load_state_dict(op.state_dict())
+    rows, p32 = op32._rows(x32), op32._net_parameters()
+    z, v, d = tk.tin_nets_forward(rows, op32.num_channel_groups, p32, torch.float32)
+    grad_rows, grads = tk.tin_block_backward(rows, op32._rows(g32), z, v if attention else None, d, p32, op32.offset_range,
+                                             reverse, boundary)
+    got = [grad_rows.reshape(x.shape)] + [q for q in grads if q is not None]
+    for name, a, b in zip(["x"] + [f"param {i}" for i in range(len(params))], got, want):
+        assert not a.isnan().any(), name
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")

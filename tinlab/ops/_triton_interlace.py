@@ -179,18 +179,26 @@ def shift(x, y, T, C, L, FOLD, DIRECTION, sxn, sxt, sxc, sxl, syn, syt, syc, syl
 
 
 @triton.jit
-def tin_backward_x(gy, gx, z_ptr, v_ptr, T, R, G, GI, CG, L, scale,
+def tin_backward_x(gy, gx, z_ptr, v_ptr, small, T, R, G, GI, CG, L, scale,
                    sgn, sgt, sgr, sgc, sgl, sxn, sxt, sxr, sxc, sxl,
-                   REVERSE: tl.constexpr, WEIGHTS: tl.constexpr, CLAMP: tl.constexpr,
+                   REVERSE: tl.constexpr, WEIGHTS: tl.constexpr, CLAMP: tl.constexpr, ADD_SMALL: tl.constexpr,
                    LAYOUT: tl.constexpr, BLOCK: tl.constexpr):
     """The data gradient of TIN's interlacing as a gather, O(T) per element: the offset of a (video, row) is
     one number, so frame s receives tap 0 of output frame s + f and tap 1 of s + f + 1 (with clamping,
-    the end frames also receive the taps clamped onto them). Coefficients recomputed in fp32 from z, v."""
-    n, r, mask, eg, ex = chain_elements(R, CG, L, sgc, sgl, sxc, sxl, LAYOUT, BLOCK)
+    the end frames also receive the taps clamped onto them). Coefficients recomputed in fp32 from z, v.
+    ADD_SMALL: also add small[n, s, r, c] (N, T, R, Cg), the gradient the descriptor's mean sends to every
+    element of its channel, so that no separate pass adds it (tinlab::tin_block)."""
+    chain, e = row_and_elements(CG * L, BLOCK)
+    n = chain // R
+    r = chain % R
+    mask = e < CG * L
+    eg = element_offsets(e, CG, L, sgc, sgl, LAYOUT)
+    ex = element_offsets(e, CG, L, sxc, sxl, LAYOUT)
     g_base = gy + n * sgn + r * sgr + eg
     x_base = gx + n * sxn + r * sxr + ex
     if r < GI:
         f, lam, _ = tin_offset(z_ptr, n, r, G, scale, REVERSE)
+        channel = e % CG if LAYOUT == 2 else e // L  # of each element, for ADD_SMALL
         for s in range(T):
             acc = tl.zeros((BLOCK,), dtype=tl.float32)
             for tap in tl.static_range(2):  # tap 0 reads t - f, tap 1 reads t - f - 1
@@ -207,6 +215,8 @@ def tin_backward_x(gy, gx, z_ptr, v_ptr, T, R, G, GI, CG, L, scale,
                     w, _ = tin_weight(v_ptr, n, t, r, T, G, REVERSE, WEIGHTS)
                     g = tl.load(g_base + t * sgt, mask=mask, other=0.0).to(tl.float32)
                     acc += (part * w) * g
+            if ADD_SMALL:
+                acc += tl.load(small + ((n * T + s) * R + r) * CG + channel, mask=mask, other=0.0).to(tl.float32)
             tl.store(x_base + s * sxt, acc.to(gx.dtype.element_ty), mask=mask)
     else:
         for t in range(T):

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .interlacing import BOUNDARIES, _triton_supports, tin_interlace
+from .interlacing import BOUNDARIES, _dense, _triton_supports, tin_interlace, tin_interlace_backward
 
 
 @torch.library.custom_op("tinlab::leading_row_mean", mutates_args=())
@@ -116,6 +116,7 @@ def _tin_nets_fake(rows, groups_in, conv_o_weight, conv_o_bias, fc1_weight, fc1_
 def _tin_nets_setup(ctx, inputs, output):
     rows, groups_in, *params = inputs
     ctx.mark_non_differentiable(output[2])
+    ctx.set_materialize_grads(False)  # no zero gradient made for the descriptor
     ctx.save_for_backward(output[2], *params)
     ctx.rows = (tuple(rows.shape), rows.dtype)
     ctx.weights = params[6] is not None
@@ -124,6 +125,11 @@ def _tin_nets_setup(ctx, inputs, output):
 def _tin_nets_backward(ctx, grad_z, grad_v, _):
     d, *params = ctx.saved_tensors
     shape, dtype = ctx.rows
+    if grad_z is None and grad_v is None:
+        return (None,) * 10
+    grad_z = grad_z if grad_z is not None else torch.zeros_like(params[4][:, 0]).expand(shape[0], -1)
+    if ctx.weights and grad_v is None:
+        grad_v = d.new_zeros(shape[0], params[6].shape[0], shape[1], dtype=params[6].dtype)
     small, *grads = tin_nets_backward(d, *params, grad_z, grad_v if ctx.weights else None, list(shape), dtype)
     grads = [g if p is not None else None for g, p in zip(grads, params)]
     # a zero-stride expansion over the L elements: autograd adds it into the interlacing's gradient of rows
@@ -182,6 +188,83 @@ def _tin_nets_backward_fake(descriptor, conv_o_weight, conv_o_bias, fc1_weight, 
 
 
 tin_nets.register_autograd(_tin_nets_backward, setup_context=_tin_nets_setup)
+
+
+# --- tinlab::tin_block: a whole TIN block as one autograd node (CUDA and meta) ---------------------------
+#
+# tin_nets then tin_interlace, and one backward: the coefficient gradients give dL/dz, dL/dv; the nets'
+# backward gives the descriptor's gradient; the data-gradient kernel adds it while it writes dL/d(rows). As
+# two nodes, autograd would add the two gradients of rows in a separate pass over the whole activation.
+
+@torch.library.custom_op("tinlab::tin_block", mutates_args=())
+def tin_block(rows: Tensor, groups_in: int, conv_o_weight: Tensor, conv_o_bias: Tensor, fc1_weight: Tensor,
+              fc1_bias: Tensor, fc2_weight: Tensor, fc2_bias: Tensor, conv_w_weight: Optional[Tensor],
+              conv_w_bias: Optional[Tensor], offset_range: float, reverse: bool, boundary: str
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """TIN's whole output for ``rows`` (N, T, R, Cg, L), and the nets' z, v and the descriptor it used (not
+    differentiable; saved for the backward): :func:`tin_nets` then :func:`tin_interlace`."""
+    z, v, d = tin_nets(rows, groups_in, conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias,
+                       conv_w_weight, conv_w_bias)
+    y = tin_interlace(rows, z, v if conv_w_weight is not None else None, offset_range, reverse, boundary)
+    return y, z, v, d
+
+
+@tin_block.register_fake
+def _tin_block_fake(rows, groups_in, conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias,
+                    conv_w_weight, conv_w_bias, offset_range, reverse, boundary):
+    z, v, d = _tin_nets_fake(rows, groups_in, conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight,
+                             fc2_bias, conv_w_weight, conv_w_bias)
+    return torch.empty_like(rows), z, v, d
+
+
+def _tin_block_setup(ctx, inputs, output):
+    rows, groups_in, *params = inputs[:10]
+    ctx.mark_non_differentiable(*output[1:])
+    ctx.set_materialize_grads(False)  # no zero gradients made for z, v, d (3 launches per block)
+    ctx.save_for_backward(rows, *output[1:], *params)
+    ctx.options = inputs[10:]
+    ctx.weights = params[6] is not None
+
+
+def _tin_block_backward(ctx, grad_y, *_):
+    rows, z, v, d, *params = ctx.saved_tensors
+    if grad_y is None:
+        return (None,) * 13
+    grads = tin_block_backward(rows, _dense(grad_y, rows), z, v if ctx.weights else None, d, *params, *ctx.options)
+    return (grads[0], None, *[g if p is not None else None for g, p in zip(grads[1:], params)], None, None, None)
+
+
+@torch.library.custom_op("tinlab::tin_block_backward", mutates_args=())
+def tin_block_backward(rows: Tensor, grad: Tensor, z: Tensor, v: Optional[Tensor], descriptor: Tensor,
+                       conv_o_weight: Tensor, conv_o_bias: Tensor, fc1_weight: Tensor, fc1_bias: Tensor,
+                       fc2_weight: Tensor, fc2_bias: Tensor, conv_w_weight: Optional[Tensor],
+                       conv_w_bias: Optional[Tensor], offset_range: float, reverse: bool, boundary: str
+                       ) -> list[Tensor]:
+    """dL/d(rows) and the nets' 8 parameter gradients (empty for absent ones) of :func:`tin_block`. CUDA:
+    the coefficient kernel and its two sums, the nets' kernel and its sum, then the data-gradient kernel,
+    which adds the descriptor's gradient as it writes (6 launches); elsewhere the same chain in PyTorch."""
+    params = [conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, conv_w_weight, conv_w_bias]
+    options = (offset_range, reverse, boundary)
+    if rows.device.type == "cuda" and _triton_supports(rows):
+        from .triton_kernels import tin_block_backward as launch
+
+        grad_rows, grads = launch(rows, grad, z, v, descriptor, params, *options)
+    else:
+        grad_x, grad_z, grad_v = tin_interlace_backward(rows, z, v, grad, *options, True, True, v is not None)
+        small, grads = _nets_backward_reference(descriptor, params, grad_z, grad_v if v is not None else None,
+                                                list(rows.shape), rows.dtype)
+        grad_rows = grad_x + small
+    return [grad_rows] + [g if g is not None else rows.new_empty(0) for g in grads]
+
+
+@tin_block_backward.register_fake
+def _tin_block_backward_fake(rows, grad, z, v, descriptor, conv_o_weight, conv_o_bias, fc1_weight, fc1_bias,
+                             fc2_weight, fc2_bias, conv_w_weight, conv_w_bias, offset_range, reverse, boundary):
+    params = [conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, conv_w_weight, conv_w_bias]
+    return [torch.empty_like(rows)] + [torch.empty_like(p) if p is not None else rows.new_empty(0) for p in params]
+
+
+tin_block.register_autograd(_tin_block_backward, setup_context=_tin_block_setup)
 
 
 def _shape(value) -> list[int]:
@@ -372,4 +455,7 @@ class TemporalInterlace(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         rows = self._rows(x)  # ONE tensor feeds both consumers: their gradients meet before any reshape
+        if type(self).aggregate is TemporalInterlace.aggregate and self._fuse_nets(rows):
+            return tin_block(rows, self.num_channel_groups, *self._net_parameters(), self.offset_range, self.reverse,
+                             self.boundary)[0].view_as(x)  # CUDA: the whole block, one autograd node
         return self.aggregate(rows, *self._nets(rows)).view_as(x)

@@ -189,11 +189,14 @@ def shift_forward(x: Tensor, fold: int, direction: int) -> Tensor:
 
 
 def tin_backward(rows: Tensor, z: Tensor, v: Tensor | None, grad: Tensor, offset_range: float, reverse: bool,
-                 boundary: str, need_x: bool, need_z: bool, need_v: bool) -> tuple[Tensor, Tensor, Tensor]:
+                 boundary: str, need_x: bool, need_z: bool, need_v: bool, small: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of ``tinlab::tin_interlace`` w.r.t. rows, z, v (empty where not needed): the coefficients
     recomputed in the kernels in fp32 exactly as the forward kernel computed them (the same floor of
     every offset, whatever the input dtype), the data gradient as an O(T) gather, and the coefficient
-    gradients chained into z and v inside the kernel: two launches and two small sums."""
+    gradients chained into z and v inside the kernel: two launches and two small sums. ``small`` (N, T, R, Cg,
+    1), if given, is added to the data gradient of each channel's elements in the same pass (the descriptor's
+    gradient, tinlab::tin_block)."""
     from . import _triton_interlace as k
 
     _check_rows(rows, z, reverse)
@@ -210,8 +213,9 @@ def tin_backward(rows: Tensor, z: Tensor, v: Tensor | None, grad: Tensor, offset
         if need_x:
             gx5 = torch.empty_like(x5)
             _, _, _, _, _, sgx, _ = _layout(gx5)
-            k.tin_backward_x[(n * r * _blocks(cg * l),)](g5, gx5, z, v, t, r, g, gi, cg, l, scale, *sg, *sgx,
-                                                         **options)
+            extra = small.contiguous() if small is not None else z
+            k.tin_backward_x[(n * r * _blocks(cg * l),)](g5, gx5, z, v, extra, t, r, g, gi, cg, l, scale, *sg, *sgx,
+                                                         ADD_SMALL=small is not None, **options)
             grad_x = gx5.view(rows.shape)
         if need_z or need_v:
             split = _blocks(cg * l, REDUCE_CHUNK)  # programs per (n, t, row): a long row is reduced in parallel
@@ -300,3 +304,17 @@ def tin_nets_backward(rows_shape: tuple, descriptor: Tensor, params: list, grad_
     grads = [flat[at:at + size].view(p.shape).to(p.dtype) if p is not None else None
              for (at, size), p in zip(layout, params)]
     return small, grads
+
+
+def tin_block_backward(rows: Tensor, grad: Tensor, z: Tensor, v: Tensor | None, descriptor: Tensor, params: list,
+                       offset_range: float, reverse: bool, boundary: str) -> tuple[Tensor, list]:
+    """Backward of ``tinlab::tin_block`` on CUDA: dL/dz, dL/dv from the coefficient kernel (and its two sums),
+    the nets' backward (a kernel and a sum) for the parameters and the descriptor's gradient, then the data
+    gradient, which adds the descriptor's gradient in the same pass: 6 launches, one pass over the rows'
+    gradient (autograd would otherwise add two gradients of the rows in a separate pass)."""
+    options = (offset_range, reverse, boundary)
+    _, grad_z, grad_v = tin_backward(rows, z, v, grad, *options, False, True, v is not None)
+    small, grads = tin_nets_backward(tuple(rows.shape), descriptor, params, grad_z,
+                                     grad_v if v is not None else None, rows.dtype)
+    grad_rows, _, _ = tin_backward(rows, z, v, grad, *options, True, False, False, small=small)
+    return grad_rows, grads
