@@ -3,8 +3,9 @@
     python workflow/scripts/readme_reference.py [--reference results/reference] [--readme README.md] [--check]
 
 Replaces the text between ``<!-- reference-tables:begin -->`` and ``<!-- reference-tables:end -->`` in
-the README with Tables 1, 2 and 5 (with 95% intervals), the latency ratios and the paired comparisons, read from ``results/reference/*.csv`` and their
-provenance, so every number there comes from a committed result file. ``--check`` exits 1 when the
+the README with Tables 1, 2 and 5 (with 95% intervals), the latency ratios and the paired comparisons, and
+the text between ``<!-- probes-table:begin -->`` and ``<!-- probes-table:end -->`` with the capability table of
+the temporal probes, read from ``results/reference/*.csv`` and their provenance, so every number there comes from a committed result file. ``--check`` exits 1 when the
 README is not up to date instead of rewriting it.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tinlab.utils.io import atomic_write_text
 from tinlab.utils.provenance import provenance_path
 
 BEGIN, END = "<!-- reference-tables:begin -->", "<!-- reference-tables:end -->"
+PROBES_BEGIN, PROBES_END = "<!-- probes-table:begin -->", "<!-- probes-table:end -->"
 
 
 def _md(frame: pd.DataFrame, floatfmt: str = ".1f") -> str:
@@ -189,6 +191,39 @@ def tada_blocks(ref: Path, recipe: str, epoch: int) -> str:
     return _md(wide.reset_index().rename(columns={"route_norm": "routing norm"}))
 
 
+def probes(ref: Path) -> str:
+    """The capability table as a grid: a row per model, a column per probe (with its chance level); each cell
+    the mean top-1 over seeds, in bold where the model is "better" than TSN, with ▲ / ▼ where it is better /
+    worse than TSM; then the order reach."""
+    t = pd.read_csv(ref / "probes.csv")
+    columns = {p: f"{p} ({c:.0f})" for p, c in t.groupby("probe", sort=False).chance.first().items()}
+
+    def cell(row) -> str:
+        if isinstance(row.diverged, str) and row.diverged:
+            return "diverged"
+        text = f"{row.val_top1:.1f}"
+        text = f"**{text}**" if row.verdict_vs_tsn == "better" else text
+        return text + {"better": " ▲", "worse": " ▼"}.get(row.verdict_vs_tsm, "")
+
+    grid = t.assign(cell=[cell(r) for r in t.itertuples()]).pivot(index="model", columns="probe", values="cell")
+    grid = grid.loc[list(dict.fromkeys(t.model)), list(columns)].rename(columns=columns)
+    grid["order reach"] = t.groupby("model", sort=False).order_reach.first().astype(int).astype(str)
+    return grid.reset_index().to_markdown(index=False, disable_numparse=True,
+                                          colalign=["left"] + ["right"] * (grid.shape[1]))
+
+
+def render_probes(ref: Path, shown: str) -> str:
+    prov = json.loads(provenance_path(ref / "probes.csv").read_text())
+    t = pd.read_csv(ref / "probes.csv")
+    seeds = int(t.val_top1_per_seed.astype(str).str.count(";").max()) + 1
+    return "\n\n".join([
+        f"`{shown}/probes.csv` ({seeds} seeds per cell, {int(t.frames.iloc[0])} frames; assembled at "
+        f"{prov['code_version']}; rendered by `python workflow/scripts/readme_reference.py`). Top-1 (%) averaged over "
+        "the seeds, chance in the column header; **bold**: better than TSN, ▲ / ▼: better / worse than TSM "
+        "(p (Holm) < 0.05 within the probe and the 95% interval over videos and seeds excluding 0); order reach: "
+        "the largest gap g at which the model is better than TSN (0: none).", probes(ref)])
+
+
 def render(ref: Path, shown: str, part: str = "readme") -> str:
     """The tables of ``ref``, which the text names ``shown`` (its path relative to the page): the README's
     (``readme``: Tables 1, 2, 5, latency ratios, comparisons) or docs/results.md's (``details``: the seed
@@ -246,14 +281,23 @@ def render(ref: Path, shown: str, part: str = "readme") -> str:
     return "\n\n".join(parts if part == "readme" else details)
 
 
+def _replace(text: str, page: Path, begin: str, end: str, body: str) -> str:
+    if text.count(begin) != 1 or text.count(end) != 1:
+        sys.exit(f"{page}: expected one {begin} and one {end} marker")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
+
+
 def _rendered(page: Path, ref: Path, part: str) -> tuple[str, str]:
-    """(the page's text, the page with its tables rendered from ``ref``)."""
+    """(the page's text, the page with its tables rendered from ``ref``; the README also gets the capability
+    table between its probes markers, when ``ref/probes.csv`` exists)."""
     text = page.read_text()
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        sys.exit(f"{page}: expected one {BEGIN} and one {END} marker")
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    return text, f"{head}{BEGIN}\n{render(ref, os.path.relpath(ref, page.parent), part)}\n{END}{tail}"
+    shown = os.path.relpath(ref, page.parent)
+    new = _replace(text, page, BEGIN, END, render(ref, shown, part))
+    if part == "readme" and (ref / "probes.csv").is_file():
+        new = _replace(new, page, PROBES_BEGIN, PROBES_END, render_probes(ref, shown))
+    return text, new
 
 
 def main(argv: list[str] | None = None) -> int:
