@@ -143,7 +143,7 @@ def tin_nets_backward(descriptor: Tensor, conv_o_weight: Tensor, conv_o_bias: Te
                       rows_shape: list[int], rows_dtype: torch.dtype) -> list[Tensor]:
     """Backward of :func:`tin_nets`: the gradient of the rows' mean as (N, T, R, Cg, 1) (zero beyond the
     fold) and the 8 parameters' gradients (empty for absent ones). CUDA: one Triton launch (a program per
-    video) and one sum over videos; elsewhere autograd through :func:`_nets_reference`'s layers."""
+    video) and one sum over videos; elsewhere the same chain rule in PyTorch (:func:`_nets_backward_reference`)."""
     params = [conv_o_weight, conv_o_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, conv_w_weight, conv_w_bias]
     if descriptor.device.type == "cuda" and _triton_supports(descriptor.new_empty(0, dtype=rows_dtype)):
         from .triton_kernels import tin_nets_backward as launch
