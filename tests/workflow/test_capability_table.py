@@ -49,3 +49,17 @@ def test_a_probe_without_its_dataset_stops_before_anything_runs(tmp_path):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
     out = snakemake(tmp_path, "-n", "results/probes.csv", "--configfile", str(tmp_path / "p.yaml"))
     assert out.returncode != 0 and "'probe-counting' is not under 'datasets'" in out.stdout + out.stderr
+
+
+def test_a_plugin_model_gets_its_row_of_every_probe(tmp_path):
+    """A module registered by the profile's `plugins:` is trained on every probe like a built-in (dry run)."""
+    from _snakemake import REPO
+
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    profile = yaml.safe_load(open(probes_profile(tmp_path, models=["tsn", "tea"])).read())
+    profile["plugins"] = ["examples/tinlab-tea/tinlab_tea.py"]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    dry = snakemake(tmp_path, "-n", "-p", "results/probes.csv", "--configfile", str(tmp_path / "p.yaml"))
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
+    for dataset in ("synthetic-motion", "probe-order-2", "probe-counting"):
+        assert f"tea_T8_{dataset}" in dry.stdout, dataset
