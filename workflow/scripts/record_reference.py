@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 # What a results folder holds and a reference may keep (generated files only: the seed study, the tolerances
 # and the benchmarks' own CSVs are written by their scripts).
 RESULT_FILES = ["table1.csv", "table2.csv", "table5.csv", "comparisons.csv", "complexity.csv", "equivalence.csv",
-                "latency.csv", "README.md"]
+                "latency.csv", "probes.csv", "README.md"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +39,14 @@ def main(argv: list[str] | None = None) -> int:
                             "--reference", str(args.reference)], capture_output=True, text=True)
     print(f"$ tinlab regress --results {args.results} --reference {args.reference}   (exit {check.returncode})")
     print(check.stdout + check.stderr, end="")
-    if check.returncode == 2:
-        return 2
     names = [n for n in RESULT_FILES if ((args.reference / n).is_file() or n in args.add) and (args.results / n).is_file()]
+    if check.returncode == 2:
+        # Nothing in common is fine when every file to record is new to the reference (--add): there is no
+        # earlier reference to compare it with. Anything else that stops regress stops the recording.
+        if not (names and all(not (args.reference / n).is_file() for n in names) and "nothing to compare" in
+                check.stdout + check.stderr):
+            return 2
+        print(f"(no earlier reference of {', '.join(names)}: nothing to compare them with)")
     plots = sorted((args.results / "plots").glob("*.png")) if (args.reference / "plots").is_dir() else []
     if not args.yes:
         print(f"\nnothing written; with --yes: {', '.join(names + [f'plots/{p.name}' for p in plots])} "
