@@ -47,12 +47,13 @@ def _compile(kernel: str, dtype: str, layout: int) -> list[str]:
 
     fn = getattr(k, kernel)
     data = ("x", "y") if kernel == "forward" else ("gy", "gx")
-    constexprs = {**TIN, "LAYOUT": layout, **({"FUSED": True} if kernel == "forward" else {})}
+    # the data gradient as tinlab::tin_block launches it: the descriptor's gradient added in the same pass
+    constexprs = {**TIN, "LAYOUT": layout, **({"FUSED": True} if kernel == "forward" else {"ADD_SMALL": True})}
     signature, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in constexprs:
             signature[name] = "constexpr"
-        elif name in data or name.endswith("_ptr"):
+        elif name in data or name.endswith("_ptr") or name == "small":
             signature[name], attrs[(i,)] = (f"*{dtype}" if name in data else "*fp32"), [["tt.divisibility", 16]]
         elif name == "scale":
             signature[name] = "fp32"
