@@ -182,8 +182,7 @@ def test_compiled_tin_matches_eager_without_graph_break():
 
 def fused(monkeypatch) -> None:
     """Make TIN layers take the fused nets on the CPU too (there they run tin_nets' PyTorch path)."""
-    monkeypatch.setattr(TemporalInterlace, "_fuse_nets", lambda self, rows: not any(
-        m._forward_hooks for net in (self.offset_net, self.weight_net) if net is not None for m in net.modules()))
+    monkeypatch.setattr("tinlab.ops.tin._fusable", lambda rows: True)
 
 
 def randomised(op: TemporalInterlace) -> TemporalInterlace:

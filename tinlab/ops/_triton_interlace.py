@@ -198,7 +198,6 @@ def tin_backward_x(gy, gx, z_ptr, v_ptr, small, T, R, G, GI, CG, L, scale,
     x_base = gx + n * sxn + r * sxr + ex
     if r < GI:
         f, lam, _ = tin_offset(z_ptr, n, r, G, scale, REVERSE)
-        channel = e % CG if LAYOUT == 2 else e // L  # of each element, for ADD_SMALL
         for s in range(T):
             acc = tl.zeros((BLOCK,), dtype=tl.float32)
             for tap in tl.static_range(2):  # tap 0 reads t - f, tap 1 reads t - f - 1
@@ -215,7 +214,8 @@ def tin_backward_x(gy, gx, z_ptr, v_ptr, small, T, R, G, GI, CG, L, scale,
                     w, _ = tin_weight(v_ptr, n, t, r, T, G, REVERSE, WEIGHTS)
                     g = tl.load(g_base + t * sgt, mask=mask, other=0.0).to(tl.float32)
                     acc += (part * w) * g
-            if ADD_SMALL:
+            if ADD_SMALL:  # small[n, s, r, channel of each element]
+                channel = e % CG if LAYOUT == 2 else e // L
                 acc += tl.load(small + ((n * T + s) * R + r) * CG + channel, mask=mask, other=0.0).to(tl.float32)
             tl.store(x_base + s * sxt, acc.to(gx.dtype.element_ty), mask=mask)
     else:

@@ -76,6 +76,11 @@ def _descriptor_dtype(rows: Tensor) -> torch.dtype:
     return torch.promote_types(rows.dtype, torch.float32)
 
 
+def _fusable(rows: Tensor) -> bool:
+    """Whether a TIN block's nets fuse on this device: CUDA with Triton, or the meta device (launch counts)."""
+    return rows.device.type == "meta" or (rows.device.type == "cuda" and _triton_supports(rows))
+
+
 def _nets_reference(rows: Tensor, groups_in: int, params: list) -> tuple[Tensor, Tensor, Tensor]:
     """The nets written with PyTorch ops (any device; the CUDA kernels are tested against it): z, v (empty
     without WeightNet) in the parameters' dtype and the descriptor (N, F, T), fp32 at least."""
@@ -99,8 +104,7 @@ def tin_nets(rows: Tensor, groups_in: int, conv_o_weight: Tensor, conv_o_bias: T
         from .triton_kernels import tin_nets_forward
 
         return tin_nets_forward(rows, groups_in, params, fc2_weight.dtype)
-    z, v, d = _nets_reference(rows, groups_in, params)
-    return z, v, d
+    return _nets_reference(rows, groups_in, params)
 
 
 @tin_nets.register_fake
@@ -419,11 +423,11 @@ class TemporalInterlace(nn.Module):
         the meta device (where launches are counted), unless a forward hook watches a net or one of its
         layers (:class:`tinlab.engine.callbacks.InterlaceProbe` while it samples, a user's hook): the modules
         then run, as they always do on the CPU, whose training numerics stay those of every reference."""
-        device = rows.device.type
-        if device != "meta" and not (device == "cuda" and _triton_supports(rows)):
-            return False
+        return _fusable(rows) and not self._nets_hooked()
+
+    def _nets_hooked(self) -> bool:
         nets = [self.offset_net] + ([self.weight_net] if self.weight_net is not None else [])
-        return not any(m._forward_hooks or m._forward_pre_hooks for net in nets for m in net.modules())
+        return any(m._forward_hooks or m._forward_pre_hooks for net in nets for m in net.modules())
 
     def _net_parameters(self) -> list[Tensor | None]:
         """OffsetNet's conv, fc1, fc2 and WeightNet's conv (None, None without attention): weight, bias each."""
