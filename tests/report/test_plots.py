@@ -99,3 +99,29 @@ def test_one_epoch_runs_are_drawn_and_epochs_are_whole_numbers(tmp_path):
     assert hex_of(plots.model_style("tin")["color"]) in colours_in(path.with_suffix(".svg"))
     labels = re.findall(r">([0-9.]+)</text>", svg)
     assert "1" in labels and not {"0.96", "0.98", "1.00", "1.02", "1.04"} & set(labels), labels  # whole epochs
+
+
+def probe_table() -> pd.DataFrame:
+    rows = []
+    for probe, chance in (("order-1", 50.0), ("order-2", 50.0)):
+        rows += [dict(probe=probe, model="tsn", val_top1=51.0, chance=chance, gain_over_tsn=None, verdict_vs_tsn=None,
+                      order_reach=0, seeds="0 1 2", val_top1_per_seed="50;52;51", diverged=None),
+                 dict(probe=probe, model="tsm", val_top1=85.2, chance=chance, gain_over_tsn=34.2,
+                      verdict_vs_tsn="better" if probe == "order-2" else "not distinguishable at this size",
+                      order_reach=2, seeds="0 1 2", val_top1_per_seed="55.62;100;100", diverged=None),
+                 dict(probe=probe, model="tada", val_top1=None, chance=chance, gain_over_tsn=None,
+                      verdict_vs_tsn="no verdict: tada diverged", order_reach=0, seeds="0 1 2",
+                      val_top1_per_seed="diverged;100;100", diverged="seed 0: diverged at epoch 4 (validation loss)")]
+    return pd.DataFrame(rows)
+
+
+def test_the_capability_map_shows_the_control_each_seed_the_verdicts_and_why_a_cell_is_empty(tmp_path):
+    cells = plots.probe_cells(probe_table())
+    assert cells[("tsn", "order-1")] == "control\n(51%)\n50 · 52 · 51"
+    assert cells[("tsm", "order-2")] == "+34 +\n(85%)\n56 · 100 · 100"  # better: marked
+    assert cells[("tsm", "order-1")] == "+34\n(85%)\n56 · 100 · 100"  # not distinguishable: no mark
+    assert cells[("tada", "order-1")] == "seed 0 diverged\ndiv. · 100 · 100"
+    svg = plots.probes(probe_table(), tmp_path / "probes.png").with_suffix(".svg").read_text()
+    for text in ("control", "56 · 100 · 100", "seed 0 diverged", "order reach 2", "order reach 0", "chance 50%"):
+        assert text in svg, text
+    assert svg.index(">tsn<") < svg.index("order reach 2")  # the control is the first row

@@ -273,40 +273,71 @@ def latency(frame: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _per_seed(value) -> str:
+    """``val_top1_per_seed`` ("55.62;100;100", "diverged;100;100") as "56 · 100 · 100" / "div. · 100 · 100"."""
+    parts = [] if pd.isna(value) else str(value).split(";")
+    return " · ".join("div." if p == "diverged" else f"{float(p):.0f}" for p in parts)
+
+
+def probe_cells(table: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """The text of every cell of the capability map, keyed (model, probe): the gain over TSN with its
+    verdict mark, the model's own top-1, and each seed's top-1 (so a probe that some seeds learn and
+    others do not shows as such, not as a middling mean). TSN's row is the control: its top-1 only. A
+    row without a gain says why: which seed diverged, or the verdict's reason."""
+    cells = {}
+    for row in table.itertuples(index=False):
+        seeds = _per_seed(getattr(row, "val_top1_per_seed", float("nan")))
+        if row.model == "tsn":
+            text = f"control\n({row.val_top1:.0f}%)"
+        elif pd.isna(row.gain_over_tsn):
+            diverged = str(getattr(row, "diverged", "") or "")
+            reason = diverged.split(":")[0] + " diverged" if diverged not in ("", "nan") else "no verdict"
+            text = reason
+        else:
+            mark = {"better": " +", "worse": " −"}.get(str(row.verdict_vs_tsn), "")
+            text = f"{row.gain_over_tsn:+.0f}{mark}\n({row.val_top1:.0f}%)"
+        cells[(row.model, row.probe)] = text + (f"\n{seeds}" if seeds else "")
+    return cells
+
+
 def probes(table: pd.DataFrame, path: Path) -> Path:
-    """The capability map: rows models, columns probes, each cell the model's top-1 gain over TSN on that
-    probe (points; colour centred on 0), marked with its verdict: "+" better than TSN, "−" worse, no mark
-    when not distinguishable (or no verdict). The probes' chance levels and the seeds are in the caption."""
+    """The capability map: rows models (TSN, the control, first), columns probes, each cell the model's
+    top-1 gain over TSN on that probe (points; colour centred on 0), marked with its verdict: "+" better
+    than TSN, "−" worse, no mark when not distinguishable; below it the model's top-1 and each seed's
+    (:func:`probe_cells`). Row labels carry the measured order reach; chance levels, seeds and the rule
+    are in the axis labels and the title."""
     import numpy as np
 
     plt, _ = _pyplot()
     probes_ = list(dict.fromkeys(table.probe))
-    models = [m for m in _ordered(table.model) if m != "tsn"]
-    gain = table.pivot_table(index="model", columns="probe", values="gain_over_tsn", aggfunc="first")
+    models = _ordered(table.model)
+    gain = table.pivot_table(index="model", columns="probe", values="gain_over_tsn", aggfunc="first", dropna=False)
     gain = gain.reindex(index=models, columns=probes_)
-    verdict = table.set_index(["model", "probe"]).verdict_vs_tsn
-    top1 = table.set_index(["model", "probe"]).val_top1
-    limit = max(float(np.nanmax(np.abs(gain.to_numpy()))) if gain.notna().any().any() else 1.0, 1.0)
-    fig, ax = plt.subplots(figsize=(1.1 * len(probes_) + 2.2, 0.55 * len(models) + 1.9))
+    if "tsn" in models:
+        gain.loc["tsn"] = 0.0  # the control against itself
+    cells = probe_cells(table)
+    limit = max(float(np.nanmax(np.abs(gain.to_numpy(dtype=float)))) if gain.notna().any().any() else 1.0, 1.0)
+    fig, ax = plt.subplots(figsize=(1.15 * len(probes_) + 2.6, 0.75 * len(models) + 1.9))
     image = ax.imshow(gain.to_numpy(dtype=float), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     for i, m in enumerate(models):
         for j, p in enumerate(probes_):
-            value = gain.loc[m, p]
-            if pd.isna(value):
-                ax.text(j, i, "n/a", ha="center", va="center", fontsize=7, color="0.4")
-                continue
-            mark = {"better": " +", "worse": " −"}.get(str(verdict.get((m, p), "")), "")
-            ax.text(j, i, f"{value:+.0f}{mark}\n({top1.get((m, p), float('nan')):.0f}%)", ha="center", va="center",
-                    fontsize=7, color="white" if abs(value) > 0.6 * limit else "black")
+            text, value = cells.get((m, p), ""), gain.loc[m, p]
+            dark = not pd.isna(value) and abs(value) > 0.6 * limit
+            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
+                    color="white" if dark else ("black" if not pd.isna(value) else "0.35"))
     chance = table.drop_duplicates("probe").set_index("probe").chance
+    reach = table.drop_duplicates("model").set_index("model").order_reach if "order_reach" in table else {}
+    labels = [m if m == "tsn" or not any(p.startswith("order-") for p in probes_)
+              else f"{m}\norder reach {int(reach[m])}" for m in models]
     ax.set_xticks(range(len(probes_)), [f"{p}\n(chance {chance[p]:.0f}%)" for p in probes_], fontsize=7)
-    ax.set_yticks(range(len(models)), models, fontsize=8)
+    ax.set_yticks(range(len(models)), labels, fontsize=7.5)
     ax.grid(False)
     seeds = int(table.seeds.astype(str).str.split().str.len().max()) if "seeds" in table else 1
     fig.colorbar(image, ax=ax, label="top-1 gain over TSN (points)", shrink=0.8)
-    ax.set_title(f"What each module can see: gain over TSN, with the model's own top-1 in brackets\n"
-                 f"+ / −: better / worse than TSN (Holm-adjusted over the probe's comparisons, {seeds} "
-                 f"seed{'s' * (seeds > 1)}); no mark: not distinguishable", fontsize=8)
+    ax.set_title(f"What each module can see: gain over TSN; below it the model's top-1 and each seed's "
+                 f"({seeds} seed{'s' * (seeds > 1)})\n+ / −: better / worse than TSN (Holm-adjusted over the "
+                 f"probe's comparisons); no mark: not distinguishable. Order reach: the largest gap at which "
+                 f"the model is better than TSN", fontsize=7.5)
     fig.tight_layout()
     return _save(fig, path)
 
