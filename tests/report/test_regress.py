@@ -191,3 +191,16 @@ def test_the_capability_table_is_covered(tmp_path, capsys):
                  "--require", "probes"]) == 1
     out = capsys.readouterr().out
     assert "REGRESSION" in out and "order-2" in out and out.count("REGRESSION") == 1
+
+
+def test_a_row_that_diverged_as_in_the_reference_is_listed_but_not_a_change(tmp_path, capsys):
+    gone = "seed 0: diverged at epoch 4 (validation loss)"
+    reference = TABLE1.assign(diverged=["", gone], val_top1=[24.3, None])
+    write(tmp_path / "reference", reference)
+    for fresh, verdict in ((reference, "0 change(s) within tolerance, 1 row(s) diverged as in the reference"),
+                           (reference.assign(diverged=["", gone.replace("4", "5")]),
+                            "1 change(s) within tolerance")):
+        write(tmp_path / "fresh", fresh)
+        assert main(["regress", "--results", str(tmp_path / "fresh"), "--reference", str(tmp_path / "reference")]) == 0
+        out = capsys.readouterr().out
+        assert gone in out and out.strip().endswith(verdict), out
