@@ -1,0 +1,66 @@
+"""bench/takeoff.py: the epoch at which each run learned its task; and what docs/probes.md says of the
+reference capability table's order runs, checked against the committed take-off table."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import takeoff  # noqa: E402
+
+
+def summary(path: Path, model: str, seed: int, top1: list[float]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"model": {"name": model}, "run": {"seed": seed}, "data": {"dataset": "probe-order-2", "num_segments": 8}}
+    path.write_text(json.dumps({"provenance": {"config": config},
+                                "history": [{"epoch": i + 1, "train": {"top1": v}} for i, v in enumerate(top1)]}))
+    return path
+
+
+def test_the_first_epoch_past_the_threshold_or_none(tmp_path, capsys):
+    up = summary(tmp_path / "a" / "train_summary.json", "tin", 1, [0.5, 0.52, 0.91, 0.99])
+    flat = summary(tmp_path / "b" / "train_summary.json", "tsm", 0, [0.5, 0.58, 0.55])
+    out = tmp_path / "takeoff.csv"
+    assert takeoff.main([str(up), str(flat), "--out", str(out)]) == 0
+    table = pd.read_csv(out).set_index("model")
+    assert table.loc["tin", "takeoff_epoch"] == 3 and table.loc["tin", "seed"] == 1
+    assert pd.isna(table.loc["tsm", "takeoff_epoch"]) and table.loc["tsm", "epochs"] == 3
+    assert table.loc["tsm", "train_top1_per_epoch"] == "50.0;58.0;55.0"
+    assert (tmp_path / "takeoff.csv.provenance.json").is_file()
+    assert takeoff.main([str(up), "--out", str(out), "--threshold", "99"]) == 0
+    assert pd.read_csv(out).takeoff_epoch.iloc[0] == 4
+
+
+def test_a_file_that_is_not_a_summary_is_one_line_naming_it(tmp_path, capsys):
+    bad = tmp_path / "train_summary.json"
+    bad.write_text(json.dumps({"history": []}))
+    assert takeoff.main([str(bad), "--out", str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "'provenance'" in err and not (tmp_path / "t.csv").exists()
+
+
+def test_what_docs_probes_says_of_the_order_runs_is_what_the_reference_runs_did():
+    runs = pd.read_csv(REPO / "results" / "reference" / "probes" / "takeoff.csv")
+    probes = pd.read_csv(REPO / "results" / "reference" / "probes.csv")
+    order = runs[runs.dataset.str.startswith("probe-order-") & runs.model.isin(["tsm", "tin"])]
+    assert len(order) == 24
+    never = order[order.takeoff_epoch.isna()]
+    assert sorted(zip(never.model, never.seed, never.dataset)) == [("tin", 0, "probe-order-6"), ("tsm", 0, "probe-order-1")]
+    peak = never.train_top1_per_epoch.str.split(";").map(lambda v: max(map(float, v)))
+    low = never.train_top1_per_epoch.str.split(";").map(lambda v: min(map(float, v)))
+    assert peak.max() <= 58.5 and low.min() >= 45.5 and (never.epochs == 16).all()  # "46-58% for all 16 epochs"
+    learned = runs[runs.dataset.str.startswith("probe-order-") & runs.takeoff_epoch.notna()]
+    assert learned.takeoff_epoch.between(3, 14).all()  # "some epoch between 3 and 14"
+    assert learned[learned.dataset == "probe-order-6"].takeoff_epoch.between(3, 5).all()
+    assert learned[learned.dataset == "probe-order-2"].takeoff_epoch.between(6, 14).all()
+    assert sorted(learned[(learned.dataset == "probe-order-2") & (learned.model == "tin")].takeoff_epoch) == [11, 12, 14]
+    # the reach column those two runs decide, and TIN against TSM on order-6
+    reach = probes.drop_duplicates("model").set_index("model").order_reach
+    assert (reach["tsm"], reach["tin"]) == (6, 4)
+    six = probes[(probes.probe == "order-6") & (probes.model == "tin")].iloc[0]
+    assert six.verdict_vs_tsm == "not distinguishable at this size"
