@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -125,3 +126,13 @@ def test_the_capability_map_shows_the_control_each_seed_the_verdicts_and_why_a_c
     for text in ("control", "56 · 100 · 100", "seed 0 diverged", "order reach 2", "order reach 0", "chance 50%"):
         assert text in svg, text
     assert svg.index(">tsn<") < svg.index("order reach 2")  # the control is the first row
+
+
+def test_the_committed_capability_map_is_this_code_drawing_the_committed_table(tmp_path):
+    """The reference map was once recorded from an older plotting code (no control row, no seeds): its
+    size gives that away, since the layout sets it (rows, text lines)."""
+    from matplotlib.image import imread
+
+    reference = Path(__file__).resolve().parents[2] / "results" / "reference"
+    fresh = plots.probes(pd.read_csv(reference / "probes.csv"), tmp_path / "probes.png")
+    assert imread(fresh).shape == imread(reference / "plots" / "probes.png").shape
