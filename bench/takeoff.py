@@ -1,11 +1,12 @@
 """When each run learned its task: the first epoch at which its training top-1 passed a threshold, or never.
 
-    python bench/takeoff.py --out results/reference/probes/takeoff.csv results/runs/*_probe-*/train_summary.json
+    python bench/takeoff.py --out results/reference/probes/takeoff.csv results/runs/*_T8_*/train_summary.json
 
 One row per run (train_summary.json): model, seed, dataset, frames, epochs, ``takeoff_epoch`` (first epoch
 whose training top-1 reaches ``--threshold``, default 90%; empty if none), the last epoch's training top-1
-and every epoch's (``train_top1_per_epoch``, ";"-separated, %). A run that stopped early (diverged) has
-fewer epochs than its recipe. This is how the capability table's bimodal cells were read: an order run
+and every epoch's (``train_top1_per_epoch``, ";"-separated, %), and ``train_seconds``: the wall time of
+the training's last invocation (of the part after the resume, for a run resumed from its checkpoint). A
+run that stopped early (diverged) has fewer epochs than its recipe. This is how the capability table's bimodal cells were read: an order run
 either takes off at some epoch or stays at chance for all of them (docs/probes.md).
 """
 from __future__ import annotations
@@ -36,8 +37,10 @@ def takeoff_row(path: Path, threshold: float) -> dict:
     except (KeyError, TypeError) as error:
         raise DataError(f"{path}: not a tinlab train_summary.json (missing {error})") from None
     up = next((i + 1 for i, v in enumerate(top1) if v >= threshold), None)
+    seconds = summary.get("wall_seconds_this_invocation")
     return {**row, "epochs": len(top1), "takeoff_epoch": up, "final_train_top1": round(top1[-1], 2) if top1 else None,
-            "train_top1_per_epoch": ";".join(f"{v:.1f}" for v in top1), "summary": str(path)}
+            "train_top1_per_epoch": ";".join(f"{v:.1f}" for v in top1),
+            "train_seconds": round(seconds, 1) if seconds is not None else None, "summary": str(path)}
 
 
 def main(argv: list[str] | None = None) -> int:
