@@ -240,7 +240,9 @@ def probes_table(rows: pd.DataFrame) -> pd.DataFrame:
     seeds with its two-level interval, chance, and each model against TSN (the no-temporal control) and
     against TSM, from :func:`tinlab.report.compare.compare_table` (Holm's family: one probe's comparisons).
     ``order_reach``: the largest gap g of the order probes at which the model is "better" than TSN (0 if
-    none; empty when the table has no order probe): how far apart two frames can be for it to relate them."""
+    none; empty when the table has no order probe): the gaps it learned to relate at the recipe, not how far
+    it can see (on 8-frame clips a trained temporal model's features already depend on frames 8 or more
+    apart: docs/probes.md)."""
     from ..data.synthetic import DATASETS, PROBE_DATASETS
     from .compare import compare_table
 
