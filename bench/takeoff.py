@@ -28,17 +28,27 @@ from tinlab.utils.provenance import provenance  # noqa: E402
 
 def takeoff_row(path: Path, threshold: float) -> dict:
     """One run's row, from its train_summary.json (a DataError naming the file and key if it lacks one)."""
-    summary = json.loads(read_text(path))
+    try:
+        summary = json.loads(read_text(path))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not JSON ({error})") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read it ({error.strerror})") from None
     try:
         config = summary["provenance"]["config"]
-        top1 = [100.0 * epoch["train"]["top1"] for epoch in summary["history"]]
+        epochs = [int(epoch["epoch"]) for epoch in summary["history"]]
+        top1 = [100.0 * float(epoch["train"]["top1"]) for epoch in summary["history"]]
         row = {"model": config["model"]["name"], "seed": int(config["run"]["seed"]),
                "dataset": config["data"]["dataset"], "frames": int(config["data"]["num_segments"])}
-    except (KeyError, TypeError) as error:
-        raise DataError(f"{path}: not a tinlab train_summary.json (missing {error})") from None
-    up = next((i + 1 for i, v in enumerate(top1) if v >= threshold), None)
+    except KeyError as error:
+        raise DataError(f"{path}: not a tinlab train_summary.json (no key {error})") from None
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{path}: not a tinlab train_summary.json ({error})") from None
+    if not top1:
+        raise DataError(f"{path}: no epoch in its history (the run trained none)")
+    up = next((e for e, v in zip(epochs, top1) if v >= threshold), None)
     seconds = summary.get("wall_seconds_this_invocation")
-    return {**row, "epochs": len(top1), "takeoff_epoch": up, "final_train_top1": round(top1[-1], 2) if top1 else None,
+    return {**row, "epochs": len(top1), "takeoff_epoch": up, "final_train_top1": round(top1[-1], 2),
             "train_top1_per_epoch": ";".join(f"{v:.1f}" for v in top1),
             "train_seconds": round(seconds, 1) if seconds is not None else None, "summary": str(path)}
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -36,12 +37,27 @@ def test_the_first_epoch_past_the_threshold_or_none(tmp_path, capsys):
     assert pd.read_csv(out).takeoff_epoch.iloc[0] == 4
 
 
-def test_a_file_that_is_not_a_summary_is_one_line_naming_it(tmp_path, capsys):
+@pytest.mark.parametrize("text, says", [(json.dumps({"history": []}), "no key 'provenance'"),
+                                        ("{not json", "not JSON"),
+                                        (None, "no epoch"),
+                                        ("null-top1", "float()")])
+def test_a_file_that_is_not_a_summary_is_one_line_naming_it(tmp_path, capsys, text, says):
     bad = tmp_path / "train_summary.json"
-    bad.write_text(json.dumps({"history": []}))
+    if text is None:
+        summary(bad, "tin", 0, [])
+    elif text == "null-top1":
+        summary(bad, "tin", 0, [None])
+    else:
+        bad.write_text(text)
     assert takeoff.main([str(bad), "--out", str(tmp_path / "t.csv")]) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and "'provenance'" in err and not (tmp_path / "t.csv").exists()
+    assert str(bad) in err and says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_a_missing_file_is_one_line_naming_it(tmp_path, capsys):
+    assert takeoff.main([str(tmp_path / "nowhere.json"), "--out", str(tmp_path / "t.csv")]) == 2
+    assert "nowhere.json" in capsys.readouterr().err
 
 
 def test_what_docs_probes_says_of_the_order_runs_is_what_the_reference_runs_did():
@@ -59,6 +75,16 @@ def test_what_docs_probes_says_of_the_order_runs_is_what_the_reference_runs_did(
     assert learned[learned.dataset == "probe-order-6"].takeoff_epoch.between(3, 5).all()
     assert learned[learned.dataset == "probe-order-2"].takeoff_epoch.between(6, 14).all()
     assert sorted(learned[(learned.dataset == "probe-order-2") & (learned.model == "tin")].takeoff_epoch) == [11, 12, 14]
+    assert learned[learned.model.isin(["tsm", "tin"])].final_train_top1.round(1).between(93.7, 99.7).all()  # "ends at 93.7-99.7%"
+    gaps = runs[runs.dataset.str.startswith("probe-order-")].assign(gap=lambda t: t.dataset.str.split("-").str[-1].astype(int))
+    at = gaps.pivot_table(index=["model", "seed"], columns="gap", values="takeoff_epoch")
+    tin, tsm = at.loc["tin"], at.loc["tsm"]  # rows: seeds, columns: gaps
+    assert (tin[2] > tin.drop(columns=2).max(axis=1)).all()  # TIN's slowest gap, on every seed
+    assert tin.drop(columns=2).stack().dropna().between(3, 9).all()
+    assert (tin[2] > tsm[2]).all() and list(tsm[2]) == [6, 7, 6]
+    # cost: the 12 order-6 runs (all on quiet cores) took 90-136 s, 113 s on average
+    six = runs[runs.dataset == "probe-order-6"].train_seconds
+    assert len(six) == 12 and round(six.min()) == 90 and round(six.max()) == 136 and round(six.mean()) == 114
     # the reach column those two runs decide, and TIN against TSM on order-6
     reach = probes.drop_duplicates("model").set_index("model").order_reach
     assert (reach["tsm"], reach["tin"]) == (6, 4)
@@ -98,3 +124,17 @@ def test_what_the_readme_says_of_the_capability_table_is_what_it_holds():
     assert all((epochs.loc[i].drop(6).dropna() >= six[i]).all() for i in six.index)
     assert (cell.loc[("order-6", "tada"), "val_top1_per_seed"] == "100;100;100"
             and cell.loc[("order-6", "tada"), "verdict_vs_tsn"] == "better")
+
+
+def test_what_docs_probes_says_of_tada2d_is_what_its_runs_did():
+    probes = pd.read_csv(REPO / "results" / "reference" / "probes.csv").set_index(["probe", "model"])
+    seeds = {p: " / ".join("div." if v == "diverged" else f"{float(v):.0f}"
+                           for v in probes.loc[(p, "tada"), "val_top1_per_seed"].split(";"))
+             for p in ("order-1", "order-2", "order-4", "order-6", "counting", "direction")}
+    assert seeds == {"order-1": "div. / 100 / 100", "order-2": "49 / div. / 49", "order-4": "51 / 50 / div.",
+                     "order-6": "100 / 100 / 100", "counting": "div. / 26 / 58", "direction": "85 / 73 / 61"}
+    assert probes.loc[("speed", "tada"), "gain_over_tsn_lo"] < 0 < probes.loc[("speed", "tada"), "gain_over_tsn_hi"]
+    runs = pd.read_csv(REPO / "results" / "reference" / "probes" / "takeoff.csv")
+    one = runs[(runs.model == "tada") & (runs.dataset == "probe-order-1")].set_index("seed").takeoff_epoch
+    assert one.isna()[0] and (one[1], one[2]) == (12, 4)
+    assert set(probes.diverged.dropna().str.extract(r"diverged at epoch (\d+)")[0]) == {"4"}

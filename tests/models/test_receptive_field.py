@@ -50,13 +50,27 @@ def test_tin_sees_the_whole_clip_through_its_offsets_and_sixteen_frames_through_
     assert reach(model, 0) == list(range(0, 9))
 
 
-def test_tadaconv_starts_frame_by_frame_and_sees_the_whole_clip_once_calibrated():
-    for name in ("tada", "tadav2"):
-        model = build(name)
-        assert reach(model, 0) == [0], name  # the calibration starts as the identity
-        torch.manual_seed(1)
-        with torch.no_grad():  # what training does first: the zero-initialised parameters move
-            for p in model.parameters():
-                if not p.any():
-                    p.normal_(0, 0.01)
-        assert reach(model, 0) == list(range(FRAMES)), name  # global temporal context in the calibration
+def moved(name: str, move: tuple[str, ...], zero: tuple[str, ...] = ()) -> torch.nn.Module:
+    """The model with the zero-initialised parameters named ``*move`` drawn (what training does first) and
+    those containing ``zero`` set to 0."""
+    model = build(name)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if any(z in key for z in zero):
+                p.zero_()
+            elif key.endswith(move) and not p.any():
+                p.normal_(0, 0.01)
+    return model
+
+
+def test_tadaconv_starts_frame_by_frame_then_sees_two_frames_a_block_locally_and_the_clip_globally():
+    # (calibration's last conv, its global branch) per network; TAdaNorm's temporal term is ``temporal``
+    for name, last, glob in (("tada", "route.b.weight", "route.g."), ("tadav2", "rf.b.weight", "attn_out.")):
+        # at initialisation the calibration is the identity and TAdaNorm's temporal term zero
+        assert reach(build(name), 0) == [0], name
+        # the calibration: two kernel-3 temporal convolutions (2 frames a block) and a global branch
+        assert reach(moved(name, (last,), (glob,)), 0) == list(range(0, 17)), name
+        assert reach(moved(name, (last,)), 0) == list(range(FRAMES)), name
+        # TAdaNorm: a 3-frame average of the statistics (1 frame a block)
+        assert reach(moved(name, ("temporal.weight", "temporal.bias")), 0) == list(range(0, 9)), name

@@ -136,3 +136,16 @@ def test_the_committed_capability_map_is_this_code_drawing_the_committed_table(t
     reference = Path(__file__).resolve().parents[2] / "results" / "reference"
     fresh = plots.probes(pd.read_csv(reference / "probes.csv"), tmp_path / "probes.png")
     assert imread(fresh).shape == imread(reference / "plots" / "probes.png").shape
+
+
+def test_the_capability_map_names_every_diverged_seed_and_draws_without_reach_or_control_top1(tmp_path):
+    table = probe_table()
+    table.loc[table.model == "tada", "diverged"] = "seed 0: diverged at epoch 4 (validation loss); seed 2: diverged at epoch 5 (loss)"
+    table.loc[table.model == "tsn", "val_top1"] = None
+    cells = plots.probe_cells(table)
+    assert cells[("tada", "order-1")].startswith("seeds 0, 2 diverged\n")
+    assert cells[("tsn", "order-1")].startswith("control\n50")
+    table.loc[table.model == "tsm", "order_reach"] = None  # no verdict anywhere: no reach to label
+    svg = plots.probes(table, tmp_path / "a.png").with_suffix(".svg").read_text()
+    assert "order reach 0" in svg and "order reach 2" not in svg
+    plots.probes(table.drop(columns=["order_reach", "val_top1_per_seed", "diverged"]), tmp_path / "b.png")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -283,16 +284,16 @@ def probe_cells(table: pd.DataFrame) -> dict[tuple[str, str], str]:
     """The text of every cell of the capability map, keyed (model, probe): the gain over TSN with its
     verdict mark, the model's own top-1, and each seed's top-1 (so a probe that some seeds learn and
     others do not shows as such, not as a middling mean). TSN's row is the control: its top-1 only. A
-    row without a gain says why: which seed diverged, or the verdict's reason."""
+    row without a gain says which seeds diverged, or "no verdict" (the table's ``verdict_vs_tsn`` says why)."""
     cells = {}
     for row in table.itertuples(index=False):
         seeds = _per_seed(getattr(row, "val_top1_per_seed", float("nan")))
         if row.model == "tsn":
-            text = f"control\n({row.val_top1:.0f}%)"
+            text = "control" + ("" if pd.isna(row.val_top1) else f"\n({row.val_top1:.0f}%)")
         elif pd.isna(row.gain_over_tsn):
-            diverged = str(getattr(row, "diverged", "") or "")
-            reason = diverged.split(":")[0] + " diverged" if diverged not in ("", "nan") else "no verdict"
-            text = reason
+            failed = re.findall(r"seed (\d+):", str(getattr(row, "diverged", "") or ""))
+            text = (f"seed{'s' * (len(failed) > 1)} {', '.join(failed)} diverged" if failed
+                    else "no verdict")
         else:
             mark = {"better": " +", "worse": " −"}.get(str(row.verdict_vs_tsn), "")
             text = f"{row.gain_over_tsn:+.0f}{mark}\n({row.val_top1:.0f}%)"
@@ -326,9 +327,9 @@ def probes(table: pd.DataFrame, path: Path) -> Path:
             ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
                     color="white" if dark else ("black" if not pd.isna(value) else "0.35"))
     chance = table.drop_duplicates("probe").set_index("probe").chance
-    reach = table.drop_duplicates("model").set_index("model").order_reach if "order_reach" in table else {}
-    labels = [m if m == "tsn" or not any(p.startswith("order-") for p in probes_)
-              else f"{m}\norder reach {int(reach[m])}" for m in models]
+    reach = table.drop_duplicates("model").set_index("model").order_reach.to_dict() if "order_reach" in table else {}
+    labels = [f"{m}\norder reach {int(reach[m])}" if m != "tsn" and not pd.isna(reach.get(m, float("nan"))) else m
+              for m in models]
     ax.set_xticks(range(len(probes_)), [f"{p}\n(chance {chance[p]:.0f}%)" for p in probes_], fontsize=7)
     ax.set_yticks(range(len(models)), labels, fontsize=7.5)
     ax.grid(False)
