@@ -6,8 +6,9 @@ One row per run (train_summary.json): model, seed, dataset, frames, epochs, ``ta
 whose training top-1 reaches ``--threshold``, default 90%; empty if none), the last epoch's training top-1
 and every epoch's (``train_top1_per_epoch``, ";"-separated, %), and ``train_seconds``: the wall time of
 the training's last invocation (of the part after the resume, for a run resumed from its checkpoint). A
-run that stopped early (diverged) has fewer epochs than its recipe. This is how the capability table's bimodal cells were read: an order run
-either takes off at some epoch or stays at chance for all of them (docs/probes.md).
+run that stopped early (diverged) has fewer epochs than its recipe. This is how the capability table's
+bimodal cells were read: an order run either takes off at some epoch or stays at chance for all of them
+(docs/probes.md).
 """
 from __future__ import annotations
 

@@ -312,7 +312,7 @@ def probes(table: pd.DataFrame, path: Path) -> Path:
     plt, _ = _pyplot()
     probes_ = list(dict.fromkeys(table.probe))
     models = _ordered(table.model)
-    gain = table.pivot_table(index="model", columns="probe", values="gain_over_tsn", aggfunc="first", dropna=False)
+    gain = table.pivot_table(index="model", columns="probe", values="gain_over_tsn", aggfunc="first")
     gain = gain.reindex(index=models, columns=probes_)
     if "tsn" in models:
         gain.loc["tsn"] = 0.0  # the control against itself
